@@ -1,0 +1,31 @@
+//! Circuit breaker, bulkhead, retry and fallback for async Rust services, composed per provider.
+//!
+//! # Contents
+//!
+//! - [`outcome`]: the one classification of an attempt ([`Outcome`]) that every pattern reads.
+//! - [`circuit_breaker`]: [`CircuitBreaker`], closed, open and half-open, with a two-step permit.
+//! - [`bulkhead`]: [`Bulkhead`], a concurrency limit with a bounded first-in, first-out queue.
+//! - [`retry`]: [`Retry`], exponential backoff with jitter that honours a server's retry-after hint.
+//! - [`error`]: [`Error`] for protected calls and [`ConfigError`] for configuration.
+//!
+//! Every time read and every sleep goes through tokio's clock, so tests can pause and advance time.
+
+#![forbid(unsafe_code)]
+#![deny(unused_must_use)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub, clippy::all)]
+
+pub mod bulkhead;
+pub mod circuit_breaker;
+pub mod error;
+mod log_limit;
+pub mod outcome;
+pub mod retry;
+
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit, BulkheadStats};
+pub use circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitPermit, CircuitState,
+    FailureRateConfig, StateChange, TransitionReason,
+};
+pub use error::{BulkheadFull, CircuitOpen, ConfigError, Error, QueueTimeout};
+pub use outcome::{Classify, DefaultClassifier, Failure, FailureClass, NeutralReason, Outcome};
+pub use retry::{JitterMode, Retry, RetryConfig, RetryStats};
