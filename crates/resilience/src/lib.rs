@@ -17,6 +17,8 @@
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod log_limit;
 pub mod outcome;
 pub mod retry;

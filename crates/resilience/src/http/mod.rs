@@ -1,0 +1,1 @@
+//! HTTP outcome classification and Retry-After parsing.
