@@ -8,6 +8,10 @@ use super::{JitterMode, RetryConfig};
 /// `initial_backoff * backoff_multiplier^retry`, capped at `max_backoff`.
 pub(crate) fn base_delay(config: &RetryConfig, retry: u32) -> Duration {
     let max = config.max_backoff;
+    if config.initial_backoff.is_zero() {
+        // 0 * multiplier^retry is 0, but in f64 it is NaN once multiplier^retry overflows.
+        return Duration::ZERO;
+    }
     let seconds = config.initial_backoff.as_secs_f64() * config.backoff_multiplier.powf(f64::from(retry));
     if !seconds.is_finite() || seconds >= max.as_secs_f64() {
         return max;
