@@ -6,6 +6,8 @@
 //! - [`circuit_breaker`]: [`CircuitBreaker`], closed, open and half-open, with a two-step permit.
 //! - [`bulkhead`]: [`Bulkhead`], a concurrency limit with a bounded first-in, first-out queue.
 //! - [`retry`]: [`Retry`], exponential backoff with jitter that honours a server's retry-after hint.
+//! - [`fallback`]: the fallback strategies, and [`Served`], which says where a response came from.
+//! - [`manager`]: [`Manager`], one protected stack per provider; the API a gateway calls.
 //! - [`error`]: [`Error`] for protected calls and [`ConfigError`] for configuration.
 //!
 //! Every time read and every sleep goes through tokio's clock, so tests can pause and advance time.
@@ -17,9 +19,11 @@
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod error;
+pub mod fallback;
 #[cfg(feature = "http")]
 pub mod http;
 mod log_limit;
+pub mod manager;
 pub mod outcome;
 pub mod retry;
 
@@ -29,5 +33,11 @@ pub use circuit_breaker::{
     FailureRateConfig, StateChange, TransitionReason,
 };
 pub use error::{BulkheadFull, CircuitOpen, ConfigError, Error, QueueTimeout};
+pub use fallback::{DegradedResponse, FallbackConfig, Served, Source, Strategy};
+pub use manager::{
+    Attempt, AttemptRecord, CallError, CallErrorKind, Config, FailureReport, HealthIssue,
+    HealthReport, Manager, ManagerBuilder, ManagerStats, OutcomeHandle, ProviderConfig,
+    ProviderHealth, ProviderStack, ProviderStats,
+};
 pub use outcome::{Classify, DefaultClassifier, Failure, FailureClass, NeutralReason, Outcome};
 pub use retry::{JitterMode, Retry, RetryConfig, RetryStats};

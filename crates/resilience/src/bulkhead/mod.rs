@@ -123,13 +123,7 @@ impl Bulkhead {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let _permit = match self.inner.semaphore.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let semaphore = &self.inner.semaphore;
-                self.inner.wait(|| semaphore.acquire()).await?.0
-            }
-        };
+        let _slot = self.enter().await?;
         operation().await.map_err(Error::Operation)
     }
 
@@ -159,6 +153,23 @@ impl Bulkhead {
                 Err(self.inner.full())
             }
         }
+    }
+
+    /// Takes a slot for the duration of a borrow, waiting in the queue if none is free. The slot
+    /// can become an owned permit with [`Slot::into_permit`].
+    pub(crate) async fn enter(&self) -> Result<Slot<'_>, BulkheadRejection> {
+        let (permit, waited) = match self.inner.semaphore.try_acquire() {
+            Ok(permit) => (permit, Duration::ZERO),
+            Err(_) => {
+                let semaphore = &self.inner.semaphore;
+                self.inner.wait(|| semaphore.acquire()).await?
+            }
+        };
+        Ok(Slot {
+            permit,
+            semaphore: &self.inner.semaphore,
+            waited,
+        })
     }
 
     /// Returns a snapshot of the statistics.
@@ -245,6 +256,30 @@ impl Inner {
                 "bulkhead rejected a call"
             );
         }
+    }
+}
+
+/// A slot borrowed from a bulkhead, freed when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot<'a> {
+    permit: tokio::sync::SemaphorePermit<'a>,
+    semaphore: &'a Arc<Semaphore>,
+    waited: Duration,
+}
+
+impl Slot<'_> {
+    /// Returns how long the caller waited in the queue.
+    #[allow(dead_code)] // read by the metrics of the manager's attempts
+    pub(crate) fn waited(&self) -> Duration {
+        self.waited
+    }
+
+    /// Turns the borrowed slot into an owned permit that frees it when dropped.
+    pub(crate) fn into_permit(self) -> BulkheadPermit {
+        // NOTE: forgetting the borrowed permit keeps the slot taken; the owned permit gives it back
+        // to the semaphore with `add_permits(1)` when it is dropped.
+        self.permit.forget();
+        BulkheadPermit::returning(self.semaphore.clone(), self.waited)
     }
 }
 

@@ -197,13 +197,9 @@ impl CircuitBreaker {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let ticket = self.inner.admit()?;
-        let guard = TicketGuard {
-            inner: &self.inner,
-            ticket: Some(ticket),
-        };
+        let admission = self.admit()?;
         let result = operation().await;
-        guard.finish(classifier.classify(&result));
+        admission.finish(classifier.classify(&result));
         result.map_err(Error::Operation)
     }
 
@@ -254,21 +250,41 @@ impl CircuitBreaker {
     }
 }
 
-/// Records a neutral outcome for a ticket whose future was dropped before it finished.
-struct TicketGuard<'a> {
-    inner: &'a Inner,
+impl CircuitBreaker {
+    /// Admits one call for the duration of a borrow, without cloning the shared state.
+    pub(crate) fn admit(&self) -> Result<Admission<'_>, CircuitOpen> {
+        let ticket = self.inner.admit()?;
+        Ok(Admission {
+            inner: &self.inner,
+            ticket: Some(ticket),
+        })
+    }
+}
+
+/// An admitted call borrowed from its breaker. Dropping it unfinished records a neutral outcome, so a
+/// call whose future is dropped frees its half-open probe slot.
+#[derive(Debug)]
+pub(crate) struct Admission<'a> {
+    inner: &'a Arc<Inner>,
     ticket: Option<Ticket>,
 }
 
-impl TicketGuard<'_> {
-    fn finish(mut self, outcome: Outcome) {
+impl Admission<'_> {
+    /// Records the call's outcome.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(ticket) = self.ticket.take() {
             self.inner.record(ticket, outcome);
         }
     }
+
+    /// Turns the admission into an owned permit, to record the outcome later.
+    pub(crate) fn into_permit(mut self) -> Option<CircuitPermit> {
+        let ticket = self.ticket.take()?;
+        Some(CircuitPermit::new(self.inner.clone(), ticket))
+    }
 }
 
-impl Drop for TicketGuard<'_> {
+impl Drop for Admission<'_> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.inner

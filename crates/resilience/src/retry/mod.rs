@@ -71,14 +71,6 @@ pub struct RetryStats {
     pub gave_up: u64,
 }
 
-/// The end of a retry loop: the last attempt's result and outcome, and the number of attempts.
-#[derive(Debug)]
-pub(crate) struct Finished<T, E> {
-    pub(crate) result: Result<T, E>,
-    pub(crate) outcome: Outcome,
-    pub(crate) attempts: u32,
-}
-
 impl Retry {
     /// Creates a retry policy, or returns an error naming the first invalid field.
     pub fn new(config: RetryConfig) -> Result<Self, ConfigError> {
@@ -127,8 +119,7 @@ impl Retry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        let finished = self
-            .run(|_| {
+        self.run(|_| {
                 let attempt = operation();
                 async move {
                     let result = attempt.await;
@@ -136,8 +127,7 @@ impl Retry {
                     (result, outcome)
                 }
             })
-            .await;
-        finished.result
+            .await
     }
 
     /// Returns the delay before retry number `retry` (0 for the first retry), with jitter.
@@ -177,49 +167,58 @@ impl Retry {
 
     /// Runs the loop over attempts that classify themselves. `operation` receives the attempt's
     /// index, 0 for the first attempt.
-    pub(crate) async fn run<T, E, F, Fut>(&self, mut operation: F) -> Finished<T, E>
+    async fn run<T, E, F, Fut>(&self, mut operation: F) -> Result<T, E>
     where
         F: FnMut(u32) -> Fut,
         Fut: Future<Output = (Result<T, E>, Outcome)>,
     {
-        let inner = &self.inner;
         let mut attempt: u32 = 0;
         loop {
-            inner.attempts.fetch_add(1, Ordering::Relaxed);
             let (result, outcome) = operation(attempt).await;
-            let failure = match outcome {
-                Outcome::Success => {
-                    if attempt > 0 {
-                        inner.succeeded_after_retry.fetch_add(1, Ordering::Relaxed);
-                    }
-                    return finished(result, outcome, attempt);
+            match self.after_attempt(attempt, &outcome) {
+                Step::Stop => return result,
+                Step::RetryAfter(delay) => {
+                    drop(result);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
                 }
-                Outcome::Failure(failure) if failure.retryable => failure,
-                Outcome::Failure(_) | Outcome::Neutral(_) => {
-                    return finished(result, outcome, attempt)
-                }
-            };
-
-            if attempt >= inner.config.max_retries {
-                inner.gave_up.fetch_add(1, Ordering::Relaxed);
-                return finished(result, outcome, attempt);
             }
-            let mut delay = self.delay_for(attempt);
-            if let Some(hint) = failure.retry_after {
-                if hint > inner.config.max_backoff {
-                    inner.gave_up.fetch_add(1, Ordering::Relaxed);
-                    self.log_hint_too_long(attempt, hint);
-                    return finished(result, outcome, attempt);
-                }
-                delay = delay.max(hint);
-            }
-            drop(result);
-
-            attempt += 1;
-            inner.retries.fetch_add(1, Ordering::Relaxed);
-            self.log_retry(attempt, delay, outcome);
-            tokio::time::sleep(delay).await;
         }
+    }
+
+    /// Counts attempt number `attempt` (0 for the first) that ended in `outcome`, and decides whether
+    /// to retry and after which delay.
+    pub(crate) fn after_attempt(&self, attempt: u32, outcome: &Outcome) -> Step {
+        let inner = &self.inner;
+        inner.attempts.fetch_add(1, Ordering::Relaxed);
+        let failure = match outcome {
+            Outcome::Success => {
+                if attempt > 0 {
+                    inner.succeeded_after_retry.fetch_add(1, Ordering::Relaxed);
+                }
+                return Step::Stop;
+            }
+            Outcome::Failure(failure) if failure.retryable => failure,
+            Outcome::Failure(_) | Outcome::Neutral(_) => return Step::Stop,
+        };
+
+        if attempt >= inner.config.max_retries {
+            inner.gave_up.fetch_add(1, Ordering::Relaxed);
+            return Step::Stop;
+        }
+        let mut delay = self.delay_for(attempt);
+        if let Some(hint) = failure.retry_after {
+            if hint > inner.config.max_backoff {
+                inner.gave_up.fetch_add(1, Ordering::Relaxed);
+                self.log_hint_too_long(attempt, hint);
+                return Step::Stop;
+            }
+            delay = delay.max(hint);
+        }
+
+        inner.retries.fetch_add(1, Ordering::Relaxed);
+        self.log_retry(attempt + 1, delay, *outcome);
+        Step::RetryAfter(delay)
     }
 
     fn log_retry(&self, attempt: u32, delay: Duration, outcome: Outcome) {
@@ -249,12 +248,13 @@ impl Retry {
     }
 }
 
-fn finished<T, E>(result: Result<T, E>, outcome: Outcome, attempt: u32) -> Finished<T, E> {
-    Finished {
-        result,
-        outcome,
-        attempts: attempt + 1,
-    }
+/// What a retry loop does after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The loop ends with this attempt's result.
+    Stop,
+    /// The loop sleeps for this long, then makes the next attempt.
+    RetryAfter(Duration),
 }
 
 #[cfg(test)]

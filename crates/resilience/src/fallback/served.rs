@@ -1,0 +1,53 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A response and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served<T> {
+    /// The response.
+    pub value: T,
+    /// Where the response came from.
+    pub source: Source,
+    /// The provider whose response this is: the primary for a cached one, the alternate for an
+    /// alternate's.
+    pub provider: Arc<str>,
+    /// Attempts made for this request on every provider tried.
+    pub attempts: u32,
+}
+
+/// Where a served response came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The primary provider answered.
+    Primary,
+    /// The fresh cache, with the response's age.
+    Cache {
+        /// How long ago the response was stored.
+        age: Duration,
+    },
+    /// The stale cache, with the response's age.
+    Stale {
+        /// How long ago the response was stored.
+        age: Duration,
+    },
+    /// An alternate provider answered.
+    Alternate {
+        /// The alternate's name.
+        provider: Arc<str>,
+    },
+    /// The configured degraded response.
+    Degraded,
+}
+
+impl Source {
+    /// Returns the snake_case name: `primary`, `cache`, `stale`, `provider` or `degraded`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Source::Primary => "primary",
+            Source::Cache { .. } => "cache",
+            Source::Stale { .. } => "stale",
+            Source::Alternate { .. } => "provider",
+            Source::Degraded => "degraded",
+        }
+    }
+}
