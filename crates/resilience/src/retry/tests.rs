@@ -6,7 +6,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::backoff::{base_delay, delay};
-use super::{JitterMode, RetryConfig};
+use super::{JitterMode, Retry, RetryConfig, Step};
+use crate::outcome::{Failure, FailureClass, NeutralReason, Outcome};
 
 fn config(initial: Duration, max: Duration, multiplier: f64) -> RetryConfig {
     RetryConfig {
@@ -88,6 +89,67 @@ fn full_jitter_scales_base_by_unit() {
     assert_eq!(delay(&config, 1, 0.0), Duration::ZERO);
     assert_eq!(delay(&config, 1, 0.5), Duration::from_millis(100));
     assert!(delay(&config, 1, 0.999_999) < Duration::from_millis(200));
+}
+
+#[test]
+fn after_attempt_decides_each_step() {
+    let retry = Retry::new(RetryConfig {
+        max_retries: 2,
+        jitter: false,
+        ..RetryConfig::default()
+    })
+    .unwrap();
+    let server = Outcome::failure(FailureClass::Server);
+    let hinted = Outcome::Failure(
+        Failure::new(FailureClass::RateLimited).with_retry_after(Some(Duration::from_secs(3))),
+    );
+    let too_long = Outcome::Failure(
+        Failure::new(FailureClass::RateLimited).with_retry_after(Some(Duration::from_secs(11))),
+    );
+
+    assert_eq!(retry.after_attempt(0, &Outcome::Success), Step::Stop);
+    assert_eq!(
+        retry.after_attempt(0, &server),
+        Step::RetryAfter(Duration::from_millis(100))
+    );
+    assert_eq!(
+        retry.after_attempt(1, &server),
+        Step::RetryAfter(Duration::from_millis(200))
+    );
+    assert_eq!(retry.after_attempt(2, &server), Step::Stop);
+    assert_eq!(
+        retry.after_attempt(0, &hinted),
+        Step::RetryAfter(Duration::from_secs(3))
+    );
+    assert_eq!(retry.after_attempt(0, &too_long), Step::Stop);
+    assert_eq!(
+        retry.after_attempt(0, &Outcome::Neutral(NeutralReason::Cancelled)),
+        Step::Stop
+    );
+    assert_eq!(
+        retry.after_attempt(
+            0,
+            &Outcome::Failure(Failure::new(FailureClass::Server).retryable(false))
+        ),
+        Step::Stop
+    );
+}
+
+#[test]
+fn after_attempt_at_u32_max_stops() {
+    let retry = Retry::new(RetryConfig {
+        max_retries: u32::MAX,
+        ..RetryConfig::default()
+    })
+    .unwrap();
+    let server = Outcome::failure(FailureClass::Server);
+
+    assert!(matches!(
+        retry.after_attempt(u32::MAX - 1, &server),
+        Step::RetryAfter(_)
+    ));
+    assert_eq!(retry.after_attempt(u32::MAX, &server), Step::Stop);
+    assert_eq!(retry.stats().gave_up, 1);
 }
 
 proptest! {
