@@ -14,7 +14,12 @@
 
 #![forbid(unsafe_code)]
 #![deny(unused_must_use)]
-#![warn(missing_docs, missing_debug_implementations, unreachable_pub, clippy::all)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::all
+)]
 
 pub mod bulkhead;
 pub mod circuit_breaker;

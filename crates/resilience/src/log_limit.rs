@@ -31,7 +31,10 @@ impl LogLimit {
     /// Returns `Some(suppressed)` when the event may be logged, with the number of events left out
     /// since the last one logged, or `None` when it is left out.
     pub(crate) fn allow(&self) -> Option<u64> {
-        let second = Instant::now().saturating_duration_since(self.base).as_secs() & 0xffff_ffff;
+        let second = Instant::now()
+            .saturating_duration_since(self.base)
+            .as_secs()
+            & 0xffff_ffff;
         let allowed = self
             .window
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |packed| {

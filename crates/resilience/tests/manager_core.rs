@@ -51,7 +51,10 @@ failure_threshold = 2
     assert_eq!(error.kind(), CallErrorKind::CircuitOpen);
     let outcomes: Vec<&str> = error.attempts().iter().map(|a| a.outcome).collect();
     assert_eq!(outcomes, ["other", "other", "rejected"]);
-    let retry = manager.stats().providers["llm"].retry.clone().expect("retry enabled");
+    let retry = manager.stats().providers["llm"]
+        .retry
+        .clone()
+        .expect("retry enabled");
     assert_eq!(retry.retries, 2);
     assert_eq!(retry.attempts, 3);
 }
@@ -76,14 +79,26 @@ max_queue = 0
             manager
                 .execute("llm", |_| {
                     let n = attempts.fetch_add(1, Ordering::Relaxed);
-                    async move { if n == 0 { Err("busy") } else { Ok("second".to_owned()) } }
+                    async move {
+                        if n == 0 {
+                            Err("busy")
+                        } else {
+                            Ok("second".to_owned())
+                        }
+                    }
                 })
                 .await
         })
     };
     // Let the first call fail and start its backoff sleep.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(manager.stats().providers["llm"].bulkhead.as_ref().map(|b| b.active), Some(0));
+    assert_eq!(
+        manager.stats().providers["llm"]
+            .bulkhead
+            .as_ref()
+            .map(|b| b.active),
+        Some(0)
+    );
 
     // The slot is free during the sleep, so another call runs at once.
     let other = manager
@@ -131,19 +146,33 @@ async fn operation_sees_provider_and_attempt_number() {
     let seen = std::sync::Mutex::new(Vec::new());
     let _ = manager
         .execute("llm", |attempt| {
-            seen.lock().expect("not poisoned").push((attempt.provider().to_owned(), attempt.number()));
+            seen.lock()
+                .expect("not poisoned")
+                .push((attempt.provider().to_owned(), attempt.number()));
             async { Err::<String, _>("down") }
         })
         .await;
     let seen = seen.into_inner().expect("not poisoned");
-    assert_eq!(seen, [("llm".to_owned(), 0), ("llm".to_owned(), 1), ("llm".to_owned(), 2)]);
+    assert_eq!(
+        seen,
+        [
+            ("llm".to_owned(), 0),
+            ("llm".to_owned(), 1),
+            ("llm".to_owned(), 2)
+        ]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn reset_provider_closes_and_clears() {
-    let manager = manager("[defaults.retry]\nmax_retries = 0\n[defaults.circuit_breaker]\nfailure_threshold = 1\n");
+    let manager = manager(
+        "[defaults.retry]\nmax_retries = 0\n[defaults.circuit_breaker]\nfailure_threshold = 1\n",
+    );
     failing_call(&manager, "llm").await;
-    assert_eq!(failing_call(&manager, "llm").await, CallErrorKind::CircuitOpen);
+    assert_eq!(
+        failing_call(&manager, "llm").await,
+        CallErrorKind::CircuitOpen
+    );
     assert!(!manager.health_check().healthy);
 
     assert!(manager.reset_provider("llm"));
@@ -151,7 +180,10 @@ async fn reset_provider_closes_and_clears() {
     let stats = &manager.stats().providers["llm"];
     let breaker = stats.circuit_breaker.as_ref().expect("breaker enabled");
     assert_eq!(breaker.state, CircuitState::Closed);
-    assert_eq!((breaker.failures, breaker.rejections, breaker.transitions), (0, 0, 0));
+    assert_eq!(
+        (breaker.failures, breaker.rejections, breaker.transitions),
+        (0, 0, 0)
+    );
     assert_eq!(stats.requests.total, 0);
     assert!(manager.health_check().healthy);
 
@@ -160,7 +192,10 @@ async fn reset_provider_closes_and_clears() {
     manager.reset_all();
     for provider in ["llm", "other"] {
         let stats = &manager.stats().providers[provider];
-        assert_eq!(stats.circuit_breaker.as_ref().map(|b| b.state), Some(CircuitState::Closed));
+        assert_eq!(
+            stats.circuit_breaker.as_ref().map(|b| b.state),
+            Some(CircuitState::Closed)
+        );
         assert_eq!(stats.requests.total, 0);
     }
 }
@@ -197,18 +232,33 @@ max_queue = 0
     );
     failing_call(&manager, "a").await;
     let stack = manager.provider("b").expect("provider exists");
-    let _slot = stack.bulkhead().expect("bulkhead enabled").try_acquire().expect("slot free");
+    let _slot = stack
+        .bulkhead()
+        .expect("bulkhead enabled")
+        .try_acquire()
+        .expect("slot free");
 
     let report = manager.health_check();
     assert!(!report.healthy);
     assert!(!report.providers["a"].available);
-    assert_eq!(report.providers["a"].issues, [HealthIssue::CircuitOpen { remaining_ms: 30_000 }]);
+    assert_eq!(
+        report.providers["a"].issues,
+        [HealthIssue::CircuitOpen {
+            remaining_ms: 30_000
+        }]
+    );
     assert!(!report.providers["b"].available);
     assert_eq!(
         report.providers["b"].issues,
         [
-            HealthIssue::BulkheadSaturated { active: 1, max_concurrent: 1 },
-            HealthIssue::QueueFull { queued: 0, max_queue: 0 },
+            HealthIssue::BulkheadSaturated {
+                active: 1,
+                max_concurrent: 1
+            },
+            HealthIssue::QueueFull {
+                queued: 0,
+                max_queue: 0
+            },
         ]
     );
     let json = serde_json::to_value(&report).expect("report serializes");
@@ -221,7 +271,10 @@ async fn disabled_patterns_report_no_issue() {
         "enable_circuit_breaker = false\nenable_bulkhead = false\nenable_retry = false\n[defaults.circuit_breaker]\nfailure_threshold = 1\n",
     );
     for _ in 0..5 {
-        assert_eq!(failing_call(&manager, "llm").await, CallErrorKind::Failed(FailureClass::Other));
+        assert_eq!(
+            failing_call(&manager, "llm").await,
+            CallErrorKind::Failed(FailureClass::Other)
+        );
     }
     let stats = &manager.stats().providers["llm"];
     assert!(stats.circuit_breaker.is_none() && stats.bulkhead.is_none() && stats.retry.is_none());
@@ -232,24 +285,47 @@ async fn disabled_patterns_report_no_issue() {
 
 #[tokio::test(start_paused = true)]
 async fn set_provider_config_replaces_stack() {
-    let manager = manager("[defaults.retry]\nmax_retries = 0\n[defaults.circuit_breaker]\nfailure_threshold = 1\n");
+    let manager = manager(
+        "[defaults.retry]\nmax_retries = 0\n[defaults.circuit_breaker]\nfailure_threshold = 1\n",
+    );
     failing_call(&manager, "llm").await;
-    assert_eq!(failing_call(&manager, "llm").await, CallErrorKind::CircuitOpen);
+    assert_eq!(
+        failing_call(&manager, "llm").await,
+        CallErrorKind::CircuitOpen
+    );
 
     let mut replacement = ProviderConfig::default();
     replacement.retry.max_retries = 0;
     replacement.circuit_breaker.failure_threshold = 3;
-    manager.set_provider_config("llm", replacement).expect("valid settings");
+    manager
+        .set_provider_config("llm", replacement)
+        .expect("valid settings");
     for _ in 0..2 {
-        assert_eq!(failing_call(&manager, "llm").await, CallErrorKind::Failed(FailureClass::Other));
+        assert_eq!(
+            failing_call(&manager, "llm").await,
+            CallErrorKind::Failed(FailureClass::Other)
+        );
     }
-    assert_eq!(failing_call(&manager, "llm").await, CallErrorKind::Failed(FailureClass::Other));
-    assert_eq!(failing_call(&manager, "llm").await, CallErrorKind::CircuitOpen);
+    assert_eq!(
+        failing_call(&manager, "llm").await,
+        CallErrorKind::Failed(FailureClass::Other)
+    );
+    assert_eq!(
+        failing_call(&manager, "llm").await,
+        CallErrorKind::CircuitOpen
+    );
 
     let mut invalid = ProviderConfig::default();
     invalid.bulkhead.max_concurrent = 0;
-    let error = manager.set_provider_config("llm", invalid).expect_err("invalid");
-    assert!(error.to_string().contains("providers.llm.bulkhead.max_concurrent"), "{error}");
+    let error = manager
+        .set_provider_config("llm", invalid)
+        .expect_err("invalid");
+    assert!(
+        error
+            .to_string()
+            .contains("providers.llm.bulkhead.max_concurrent"),
+        "{error}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -264,11 +340,17 @@ async fn deferred_outcome_holds_slot_and_records_late() {
         .expect("stream starts");
     let stats = |manager: &Manager<String>| manager.stats().providers["llm"].clone();
     assert_eq!(stats(&manager).bulkhead.map(|b| b.active), Some(1));
-    assert_eq!(stats(&manager).circuit_breaker.map(|b| b.successes), Some(0));
+    assert_eq!(
+        stats(&manager).circuit_breaker.map(|b| b.successes),
+        Some(0)
+    );
 
     handle.record(Outcome::failure(FailureClass::Transport));
     assert_eq!(stats(&manager).bulkhead.map(|b| b.active), Some(0));
-    assert_eq!(stats(&manager).circuit_breaker.map(|b| b.state), Some(CircuitState::Open));
+    assert_eq!(
+        stats(&manager).circuit_breaker.map(|b| b.state),
+        Some(CircuitState::Open)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -308,7 +390,10 @@ async fn failed_deferred_attempt_records_at_once() {
 #[tokio::test(start_paused = true)]
 async fn too_many_providers_rejected() {
     let manager = manager("max_providers = 2\n[providers.a]\n");
-    assert!(manager.execute("b", |_| async { Ok::<_, &str>(()) }).await.is_ok());
+    assert!(manager
+        .execute("b", |_| async { Ok::<_, &str>(()) })
+        .await
+        .is_ok());
     let error = manager
         .execute("c", |_| async { Ok::<_, &str>(()) })
         .await
@@ -333,35 +418,66 @@ failure_threshold = 2
     assert_eq!(openai.circuit_breaker.failure_threshold, 2);
     assert_eq!(openai.circuit_breaker.timeout, Duration::from_secs(45));
     assert_eq!(openai.retry.max_retries, 1);
-    assert_eq!(config.provider("unconfigured").circuit_breaker.failure_threshold, 7);
+    assert_eq!(
+        config
+            .provider("unconfigured")
+            .circuit_breaker
+            .failure_threshold,
+        7
+    );
 }
 
 #[test]
 fn config_errors_name_provider_and_field() {
     let cases = [
-        ("[providers.openai.retry]\nbackoff_multiplier = 0.5\n", "providers.openai.retry.backoff_multiplier = 0.5"),
-        ("[defaults.circuit_breaker]\nfailure_threshold = 0\n", "defaults.circuit_breaker.failure_threshold = 0"),
-        ("[providers.a.fallback]\nalternate_providers = [\"missing\"]\n", "providers.a.fallback.alternate_providers = \"missing\""),
-        ("[providers.a.bulkhead]\nmax_concurent = 3\n", "unknown field `max_concurent`"),
-        ("enable_everything = true\n", "unknown field `enable_everything`"),
-        ("[providers.a.retry]\ninitial_backoff = \"soon\"\n", "providers.a"),
+        (
+            "[providers.openai.retry]\nbackoff_multiplier = 0.5\n",
+            "providers.openai.retry.backoff_multiplier = 0.5",
+        ),
+        (
+            "[defaults.circuit_breaker]\nfailure_threshold = 0\n",
+            "defaults.circuit_breaker.failure_threshold = 0",
+        ),
+        (
+            "[providers.a.fallback]\nalternate_providers = [\"missing\"]\n",
+            "providers.a.fallback.alternate_providers = \"missing\"",
+        ),
+        (
+            "[providers.a.bulkhead]\nmax_concurent = 3\n",
+            "unknown field `max_concurent`",
+        ),
+        (
+            "enable_everything = true\n",
+            "unknown field `enable_everything`",
+        ),
+        (
+            "[providers.a.retry]\ninitial_backoff = \"soon\"\n",
+            "providers.a",
+        ),
     ];
     for (toml, expected) in cases {
         let error = Config::from_toml_str(toml).expect_err(toml).to_string();
-        assert!(error.contains(expected), "error for {toml:?} was {error:?}, expected it to contain {expected:?}");
+        assert!(
+            error.contains(expected),
+            "error for {toml:?} was {error:?}, expected it to contain {expected:?}"
+        );
     }
 }
 
 #[test]
 fn config_file_loads() {
     let path = std::env::temp_dir().join(format!("resilience-config-{}.toml", std::process::id()));
-    std::fs::write(&path, "[providers.openai.bulkhead]\nmax_concurrent = 3\n").expect("temp file written");
+    std::fs::write(&path, "[providers.openai.bulkhead]\nmax_concurrent = 3\n")
+        .expect("temp file written");
     let config = Config::from_file(&path).expect("file loads");
     std::fs::remove_file(&path).expect("temp file removed");
     assert_eq!(config.provider("openai").bulkhead.max_concurrent, 3);
 
     let error = Config::from_file("/nonexistent/resilience.toml").expect_err("missing file");
-    assert!(error.to_string().contains("/nonexistent/resilience.toml"), "{error}");
+    assert!(
+        error.to_string().contains("/nonexistent/resilience.toml"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -404,7 +520,11 @@ alternate_providers = ["backup"]
                         async move {
                             tokio::task::yield_now().await;
                             let fails = fastrand::u32(0..100) < if on_primary { 40 } else { 20 };
-                            if fails { Err("unavailable") } else { Ok(i as u64) }
+                            if fails {
+                                Err("unavailable")
+                            } else {
+                                Ok(i as u64)
+                            }
                         }
                     })
                     .await
@@ -425,25 +545,45 @@ alternate_providers = ["backup"]
     assert_eq!(requests.total, REQUESTS as u64);
     assert_eq!(requests.cancelled, 0);
     assert_eq!(
-        requests.succeeded + requests.fallbacks.cache + requests.fallbacks.stale + requests.fallbacks.provider,
+        requests.succeeded
+            + requests.fallbacks.cache
+            + requests.fallbacks.stale
+            + requests.fallbacks.provider,
         ok
     );
     assert_eq!(requests.failed + requests.fallbacks.error, errors);
-    let retry = stats.providers["flaky"].retry.as_ref().expect("retry enabled");
-    let breaker = stats.providers["flaky"].circuit_breaker.as_ref().expect("breaker enabled");
+    let retry = stats.providers["flaky"]
+        .retry
+        .as_ref()
+        .expect("retry enabled");
+    let breaker = stats.providers["flaky"]
+        .circuit_breaker
+        .as_ref()
+        .expect("breaker enabled");
     // Every attempt that reached the operation was counted once by the breaker.
     assert_eq!(
         breaker.successes + breaker.failures + breaker.neutral,
         primary_calls.load(Ordering::Relaxed) as u64 + bulkhead_rejections(&stats, "flaky")
     );
-    assert_eq!(retry.attempts, primary_calls.load(Ordering::Relaxed) as u64 + breaker.rejections + bulkhead_rejections(&stats, "flaky"));
-    let bulkhead = stats.providers["flaky"].bulkhead.as_ref().expect("bulkhead enabled");
+    assert_eq!(
+        retry.attempts,
+        primary_calls.load(Ordering::Relaxed) as u64
+            + breaker.rejections
+            + bulkhead_rejections(&stats, "flaky")
+    );
+    let bulkhead = stats.providers["flaky"]
+        .bulkhead
+        .as_ref()
+        .expect("bulkhead enabled");
     assert_eq!((bulkhead.active, bulkhead.queued), (0, 0));
 }
 
 /// Attempts that the bulkhead rejected after the breaker admitted them; the breaker counts them as
 /// neutral.
 fn bulkhead_rejections(stats: &resilience::ManagerStats, provider: &str) -> u64 {
-    let bulkhead = stats.providers[provider].bulkhead.as_ref().expect("bulkhead enabled");
+    let bulkhead = stats.providers[provider]
+        .bulkhead
+        .as_ref()
+        .expect("bulkhead enabled");
     bulkhead.rejected_full + bulkhead.rejected_queue_timeout
 }

@@ -90,10 +90,23 @@ async fn cache_serves_fresh_response() {
     succeed(&manager, "k", "cached answer").await;
     tokio::time::advance(Duration::from_secs(60)).await;
 
-    let served = fail(&manager, "k", UpstreamError::Unavailable).await.expect("cache serves");
+    let served = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect("cache serves");
     assert_eq!(served.value, "cached answer");
-    assert_eq!(served.source, Source::Cache { age: Duration::from_secs(60) });
-    assert_eq!(manager.stats().providers["primary"].requests.fallbacks.cache, 1);
+    assert_eq!(
+        served.source,
+        Source::Cache {
+            age: Duration::from_secs(60)
+        }
+    );
+    assert_eq!(
+        manager.stats().providers["primary"]
+            .requests
+            .fallbacks
+            .cache,
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -104,14 +117,28 @@ async fn stale_serves_old_response_only_after_failure() {
     succeed(&manager, "k", "old answer").await;
     tokio::time::advance(Duration::from_secs(5 * 60)).await;
 
-    let served = fail(&manager, "k", UpstreamError::Unavailable).await.expect("stale serves");
-    assert_eq!(served.source, Source::Stale { age: Duration::from_secs(300) });
+    let served = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect("stale serves");
+    assert_eq!(
+        served.source,
+        Source::Stale {
+            age: Duration::from_secs(300)
+        }
+    );
     assert_eq!(served.value, "old answer");
 
     // A success replaces the stale entry with a fresh one.
     succeed(&manager, "k", "new answer").await;
-    let served = fail(&manager, "k", UpstreamError::Unavailable).await.expect("cache serves");
-    assert_eq!(served.source, Source::Cache { age: Duration::ZERO });
+    let served = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect("cache serves");
+    assert_eq!(
+        served.source,
+        Source::Cache {
+            age: Duration::ZERO
+        }
+    );
     assert_eq!(served.value, "new answer");
 }
 
@@ -124,10 +151,18 @@ async fn expired_entry_is_never_served() {
     assert_eq!(manager.stats().providers["primary"].cache_entries, 1);
     tokio::time::advance(Duration::from_secs(10 * 60)).await;
 
-    let error = fail(&manager, "k", UpstreamError::Unavailable).await.expect_err("nothing to serve");
+    let error = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect_err("nothing to serve");
     assert_eq!(error.kind(), CallErrorKind::Failed(FailureClass::Server));
     assert_eq!(manager.stats().providers["primary"].cache_entries, 0);
-    assert_eq!(manager.stats().providers["primary"].requests.fallbacks.error, 1);
+    assert_eq!(
+        manager.stats().providers["primary"]
+            .requests
+            .fallbacks
+            .error,
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -138,7 +173,9 @@ async fn stale_disabled_serves_nothing_old() {
     succeed(&manager, "k", "answer").await;
     tokio::time::advance(Duration::from_secs(2 * 60)).await;
 
-    let error = fail(&manager, "k", UpstreamError::Unavailable).await.expect_err("too old");
+    let error = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect_err("too old");
     assert_eq!(error.kind(), CallErrorKind::Failed(FailureClass::Server));
     let fallbacks = &manager.stats().providers["primary"].requests.fallbacks;
     assert_eq!(fallbacks.found_nothing, 1);
@@ -154,7 +191,10 @@ async fn cache_is_bounded() {
         succeed(&manager, &format!("key-{i}"), "answer").await;
     }
     let entries = manager.stats().providers["primary"].cache_entries;
-    assert!(entries <= 10, "cache holds {entries} entries, more than its bound of 10");
+    assert!(
+        entries <= 10,
+        "cache holds {entries} entries, more than its bound of 10"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -162,12 +202,25 @@ async fn alternate_provider_serves() {
     let manager = manager(&format!(
         "{NO_RETRY}\n[providers.primary.fallback]\nalternate_providers = [\"backup\"]\n[providers.backup]\n"
     ));
-    let served = fail(&manager, "k", UpstreamError::Unavailable).await.expect("backup serves");
+    let served = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect("backup serves");
     assert_eq!(served.value, "from backup");
-    assert_eq!(served.source, Source::Alternate { provider: Arc::from("backup") });
+    assert_eq!(
+        served.source,
+        Source::Alternate {
+            provider: Arc::from("backup")
+        }
+    );
     assert_eq!(&*served.provider, "backup");
     assert_eq!(served.attempts, 2);
-    assert_eq!(manager.stats().providers["primary"].requests.fallbacks.provider, 1);
+    assert_eq!(
+        manager.stats().providers["primary"]
+            .requests
+            .fallbacks
+            .provider,
+        1
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -187,7 +240,9 @@ alternate_providers = ["broken", "backup"]
     );
     // Open the circuit of "broken".
     let _ = manager
-        .execute("broken", |_| async { Err::<String, _>(UpstreamError::Unavailable) })
+        .execute("broken", |_| async {
+            Err::<String, _>(UpstreamError::Unavailable)
+        })
         .await;
 
     let calls = Arc::new(AtomicU32::new(0));
@@ -227,12 +282,16 @@ alternate_providers = ["backup"]
     );
     for provider in ["primary", "backup"] {
         let _ = manager
-            .execute(provider, |_| async { Err::<String, _>(UpstreamError::Unavailable) })
+            .execute(provider, |_| async {
+                Err::<String, _>(UpstreamError::Unavailable)
+            })
             .await;
     }
     tokio::time::advance(Duration::from_secs(10)).await;
 
-    let error = fail(&manager, "k", UpstreamError::Unavailable).await.expect_err("all open");
+    let error = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect_err("all open");
     assert_eq!(error.kind(), CallErrorKind::CircuitOpen);
     assert_eq!(error.retry_after(), Some(Duration::from_secs(20)));
     let providers: Vec<&str> = error.attempts().iter().map(|a| &*a.provider).collect();
@@ -253,7 +312,9 @@ async fn degraded_response_is_built_from_failure() {
         .build()
         .expect("manager builds");
 
-    let served = fail(&manager, "k", UpstreamError::Unavailable).await.expect("degraded serves");
+    let served = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect("degraded serves");
     assert_eq!(served.source, Source::Degraded);
     assert_eq!(served.value, "primary is down (failed (server))");
 }
@@ -265,7 +326,10 @@ fn degraded_strategy_needs_a_response() {
     ))
     .expect_err("no degraded response");
     let message = error.to_string();
-    assert!(message.contains("providers.primary.fallback.strategies"), "{message}");
+    assert!(
+        message.contains("providers.primary.fallback.strategies"),
+        "{message}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -291,7 +355,9 @@ failure_threshold = 1
     tokio::time::advance(Duration::from_secs(120)).await;
 
     // The alternate comes first and answers.
-    let served = fail(&manager, "old", UpstreamError::Unavailable).await.expect("served");
+    let served = fail(&manager, "old", UpstreamError::Unavailable)
+        .await
+        .expect("served");
     assert_eq!(served.source.as_str(), "provider");
 
     // With the alternate failing, the stale entry is next, then the degraded response.
@@ -301,12 +367,22 @@ failure_threshold = 1
         })
     };
     let served = everything_fails("old").await.expect("stale serves");
-    assert_eq!(served.source, Source::Stale { age: Duration::from_secs(120) });
-    let served = everything_fails("never-cached").await.expect("degraded serves");
+    assert_eq!(
+        served.source,
+        Source::Stale {
+            age: Duration::from_secs(120)
+        }
+    );
+    let served = everything_fails("never-cached")
+        .await
+        .expect("degraded serves");
     assert_eq!(served.source, Source::Degraded);
 
     let fallbacks = &manager.stats().providers["primary"].requests.fallbacks;
-    assert_eq!((fallbacks.provider, fallbacks.stale, fallbacks.degraded), (1, 1, 1));
+    assert_eq!(
+        (fallbacks.provider, fallbacks.stale, fallbacks.degraded),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -316,8 +392,13 @@ async fn neutral_outcome_is_never_hidden() {
     ));
     succeed(&manager, "k", "cached answer").await;
 
-    let error = fail(&manager, "k", UpstreamError::BadRequest).await.expect_err("no fallback");
-    assert_eq!(error.kind(), CallErrorKind::Neutral(NeutralReason::CallerError));
+    let error = fail(&manager, "k", UpstreamError::BadRequest)
+        .await
+        .expect_err("no fallback");
+    assert_eq!(
+        error.kind(),
+        CallErrorKind::Neutral(NeutralReason::CallerError)
+    );
     assert_eq!(error.into_source(), Some(UpstreamError::BadRequest));
     let requests = &manager.stats().providers["primary"].requests;
     assert_eq!(requests.failed, 1);
@@ -328,7 +409,9 @@ async fn neutral_outcome_is_never_hidden() {
 async fn without_cache_key_nothing_is_cached() {
     let manager = manager(&format!("{NO_RETRY}\n[providers.primary]\n"));
     manager
-        .execute_with_fallback("primary", None, |_| async { Ok::<_, UpstreamError>("x".to_owned()) })
+        .execute_with_fallback("primary", None, |_| async {
+            Ok::<_, UpstreamError>("x".to_owned())
+        })
         .await
         .expect("primary succeeds");
     assert_eq!(manager.stats().providers["primary"].cache_entries, 0);
@@ -336,8 +419,12 @@ async fn without_cache_key_nothing_is_cached() {
 
 #[tokio::test(start_paused = true)]
 async fn fallback_switch_off_returns_error() {
-    let manager = manager(&format!("enable_fallback = false\n{NO_RETRY}\n[providers.primary]\n"));
+    let manager = manager(&format!(
+        "enable_fallback = false\n{NO_RETRY}\n[providers.primary]\n"
+    ));
     succeed(&manager, "k", "cached answer").await;
-    let error = fail(&manager, "k", UpstreamError::Unavailable).await.expect_err("no fallback");
+    let error = fail(&manager, "k", UpstreamError::Unavailable)
+        .await
+        .expect_err("no fallback");
     assert_eq!(error.kind(), CallErrorKind::Failed(FailureClass::Server));
 }

@@ -24,8 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use self::config::{
-    CircuitBreakerConfig, FailureRateConfig, MAX_HALF_OPEN_COUNT, MAX_OPEN_TIMEOUT,
-    MAX_WINDOW_SIZE,
+    CircuitBreakerConfig, FailureRateConfig, MAX_HALF_OPEN_COUNT, MAX_OPEN_TIMEOUT, MAX_WINDOW_SIZE,
 };
 pub use self::events::{Listener, StateChange, TransitionReason};
 pub use self::permit::CircuitPermit;
@@ -122,7 +121,10 @@ impl CircuitBreakerBuilder {
     /// A listener may call back into the breaker. It runs on the thread that made the transition (or
     /// on a thread already delivering earlier changes), so it should return quickly.
     #[must_use]
-    pub fn on_state_change(mut self, listener: impl Fn(&StateChange) + Send + Sync + 'static) -> Self {
+    pub fn on_state_change(
+        mut self,
+        listener: impl Fn(&StateChange) + Send + Sync + 'static,
+    ) -> Self {
         self.listeners.push(Arc::new(listener));
         self
     }
@@ -345,7 +347,12 @@ impl Inner {
                     let admitted = word.with_probe_admitted();
                     if self
                         .word
-                        .compare_exchange_weak(word.0, admitted.0, Ordering::AcqRel, Ordering::Acquire)
+                        .compare_exchange_weak(
+                            word.0,
+                            admitted.0,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
                         .is_ok()
                     {
                         return Ok(Ticket {
@@ -445,7 +452,9 @@ impl Inner {
         self.counters.late_results.fetch_add(1, Ordering::Relaxed);
         let hint = outcome.as_failure().and_then(|failure| failure.retry_after);
         if let (CircuitState::Open, Some(hint)) = (word.state(), hint) {
-            let until = self.now_nanos().saturating_add(duration_nanos(hint.min(MAX_OPEN_TIMEOUT)));
+            let until = self
+                .now_nanos()
+                .saturating_add(duration_nanos(hint.min(MAX_OPEN_TIMEOUT)));
             self.open_until.fetch_max(until, Ordering::AcqRel);
         }
     }
@@ -458,7 +467,10 @@ impl Inner {
         reason: TransitionReason,
         retry_after: Option<Duration>,
     ) {
-        let guard = self.transition_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self
+            .transition_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = self.load();
         if current.epoch() != expected.epoch() || current.state() != expected.state() {
             return;
@@ -471,8 +483,10 @@ impl Inner {
                     .map_or(self.config.timeout, |hint| hint.max(self.config.timeout))
                     .min(MAX_OPEN_TIMEOUT);
                 self.opened_at.store(now, Ordering::Release);
-                self.open_until
-                    .store(now.saturating_add(duration_nanos(period)), Ordering::Release);
+                self.open_until.store(
+                    now.saturating_add(duration_nanos(period)),
+                    Ordering::Release,
+                );
             }
             CircuitState::Closed => self.clear_failures(),
             CircuitState::HalfOpen => {}
@@ -494,11 +508,15 @@ impl Inner {
     }
 
     fn reset(&self) {
-        let guard = self.transition_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self
+            .transition_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = self.load();
         self.clear_failures();
         self.open_until.store(0, Ordering::Release);
-        self.word.store(current.next(CircuitState::Closed).0, Ordering::Release);
+        self.word
+            .store(current.next(CircuitState::Closed).0, Ordering::Release);
         self.counters.reset();
         if current.state() != CircuitState::Closed {
             self.events.push(StateChange {
@@ -535,7 +553,12 @@ impl Inner {
     }
 }
 
-fn log_transition(name: Option<&str>, from: CircuitState, to: CircuitState, reason: TransitionReason) {
+fn log_transition(
+    name: Option<&str>,
+    from: CircuitState,
+    to: CircuitState,
+    reason: TransitionReason,
+) {
     let provider = name.unwrap_or("");
     match to {
         CircuitState::Open => tracing::warn!(

@@ -98,7 +98,11 @@ pub(crate) struct Deferred {
 
 impl Deferred {
     /// Hands over the attempt's permits; an outcome recorded already is applied at once.
-    pub(crate) fn hand_over(&mut self, circuit: Option<CircuitPermit>, slot: Option<BulkheadPermit>) {
+    pub(crate) fn hand_over(
+        &mut self,
+        circuit: Option<CircuitPermit>,
+        slot: Option<BulkheadPermit>,
+    ) {
         match self.early_outcome.take() {
             Some(outcome) => {
                 if let Some(circuit) = circuit {

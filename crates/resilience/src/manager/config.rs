@@ -31,9 +31,13 @@ impl ProviderConfig {
         self.circuit_breaker
             .validate()
             .map_err(|e| e.in_section("circuit_breaker"))?;
-        self.bulkhead.validate().map_err(|e| e.in_section("bulkhead"))?;
+        self.bulkhead
+            .validate()
+            .map_err(|e| e.in_section("bulkhead"))?;
         self.retry.validate().map_err(|e| e.in_section("retry"))?;
-        self.fallback.validate().map_err(|e| e.in_section("fallback"))?;
+        self.fallback
+            .validate()
+            .map_err(|e| e.in_section("fallback"))?;
         Ok(())
     }
 }

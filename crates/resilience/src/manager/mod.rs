@@ -138,7 +138,12 @@ where
         self.config.validate()?;
         if self.degraded.is_none() {
             let lists_degraded = std::iter::once((None, &self.config.defaults))
-                .chain(self.config.providers.iter().map(|(name, config)| (Some(name), config)))
+                .chain(
+                    self.config
+                        .providers
+                        .iter()
+                        .map(|(name, config)| (Some(name), config)),
+                )
                 .find(|(_, config)| config.fallback.strategies.contains(&Strategy::Degraded));
             if let Some((provider, _)) = lists_degraded {
                 let error = ConfigError::invalid(
@@ -155,7 +160,11 @@ where
 
         let mut providers = ProviderMap::new();
         // The defaults are checked by building one stack from them.
-        new_entry::<T>(Arc::from("defaults"), self.config.defaults.clone(), &self.config)?;
+        new_entry::<T>(
+            Arc::from("defaults"),
+            self.config.defaults.clone(),
+            &self.config,
+        )?;
         for (name, config) in &self.config.providers {
             let entry = new_entry(Arc::from(name.as_str()), config.clone(), &self.config)
                 .map_err(|e| e.for_provider(name))?;
@@ -221,7 +230,11 @@ where
     ///
     /// Dropping the returned future stops the call: the running attempt's breaker admission counts
     /// as neutral, its bulkhead slot or queue place is freed, and no further attempt starts.
-    pub async fn execute<R, E, F, Fut>(&self, provider: &str, operation: F) -> Result<R, CallError<E>>
+    pub async fn execute<R, E, F, Fut>(
+        &self,
+        provider: &str,
+        operation: F,
+    ) -> Result<R, CallError<E>>
     where
         C: Classify<R, E>,
         F: Fn(&Attempt<'_>) -> Fut,
@@ -231,7 +244,10 @@ where
         let stack = &entry.stack;
         let request = RequestGuard::new(&stack.counters);
         let mut trail = Trail::default();
-        match stack.run(&self.shared.classifier, &operation, &mut trail).await {
+        match stack
+            .run(&self.shared.classifier, &operation, &mut trail)
+            .await
+        {
             Ok(value) => {
                 request.finish(&stack.counters.succeeded);
                 Ok(value)
@@ -270,7 +286,10 @@ where
         let request = RequestGuard::new(counters);
         let mut trail = Trail::default();
 
-        let failure = match stack.run(&self.shared.classifier, &operation, &mut trail).await {
+        let failure = match stack
+            .run(&self.shared.classifier, &operation, &mut trail)
+            .await
+        {
             Ok(value) => {
                 if let (Some(key), Some(cache)) = (cache_key, &entry.cache) {
                     cache.insert(key, value.clone());
@@ -377,7 +396,11 @@ where
             let Ok(entry) = self.entry::<E>(name) else {
                 continue;
             };
-            if let Ok(value) = entry.stack.run(&self.shared.classifier, operation, trail).await {
+            if let Ok(value) = entry
+                .stack
+                .run(&self.shared.classifier, operation, trail)
+                .await
+            {
                 return Some(Served {
                     value,
                     source: Source::Alternate {
@@ -403,7 +426,10 @@ where
     }
 
     /// Returns `provider`'s stack, creating it from the defaults on first use.
-    pub fn provider(&self, provider: &str) -> Result<Arc<ProviderStack>, CallError<std::convert::Infallible>> {
+    pub fn provider(
+        &self,
+        provider: &str,
+    ) -> Result<Arc<ProviderStack>, CallError<std::convert::Infallible>> {
         self.entry(provider).map(|entry| entry.stack.clone())
     }
 
@@ -419,7 +445,11 @@ where
 
     #[cold]
     fn create<E>(&self, provider: &str) -> Result<Arc<ProviderEntry<T>>, CallError<E>> {
-        let _change = self.shared.change_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _change = self
+            .shared
+            .change_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = self.shared.providers.load_full();
         if let Some(entry) = current.get(provider) {
             return Ok(entry.clone());
@@ -441,13 +471,21 @@ where
     /// Replaces `provider`'s settings. The provider gets a new stack: a closed circuit, free slots,
     /// zero statistics and an empty cache. Calls already running finish on the old stack and keep
     /// their slots in the old bulkhead, so for a moment more calls than either limit may run.
-    pub fn set_provider_config(&self, provider: &str, config: ProviderConfig) -> Result<(), ConfigError> {
+    pub fn set_provider_config(
+        &self,
+        provider: &str,
+        config: ProviderConfig,
+    ) -> Result<(), ConfigError> {
         config.validate().map_err(|e| e.for_provider(provider))?;
         let entry = Arc::new(
             new_entry(Arc::from(provider), config, &self.shared.config)
                 .map_err(|e| e.for_provider(provider))?,
         );
-        let _change = self.shared.change_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _change = self
+            .shared
+            .change_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut providers = ProviderMap::clone(&self.shared.providers.load_full());
         providers.insert(Arc::from(provider), entry);
         self.shared.providers.store(Arc::new(providers));
@@ -463,7 +501,10 @@ where
                 .iter()
                 .map(|(name, entry)| {
                     let cache_entries = entry.cache.as_ref().map_or(0, ResponseCache::entry_count);
-                    (name.to_string(), report::provider_stats(&entry.stack, cache_entries))
+                    (
+                        name.to_string(),
+                        report::provider_stats(&entry.stack, cache_entries),
+                    )
                 })
                 .collect(),
         }
@@ -540,7 +581,11 @@ fn rejected_call<E>(provider: &str, kind: CallErrorKind) -> CallError<E> {
     )
 }
 
-fn failure_report<E>(provider: &Arc<str>, failure: &StackFailure<E>, trail: &Trail) -> FailureReport {
+fn failure_report<E>(
+    provider: &Arc<str>,
+    failure: &StackFailure<E>,
+    trail: &Trail,
+) -> FailureReport {
     let kind = match (&failure.error, failure.outcome) {
         (AttemptError::Rejected(rejection), _) => rejection.kind(),
         (_, Outcome::Neutral(reason)) => CallErrorKind::Neutral(reason),

@@ -59,12 +59,19 @@ pub(crate) struct Trail {
 impl Trail {
     /// Returns the smallest retry-after among the failed attempts.
     pub(crate) fn smallest_retry_after(&self) -> Option<Duration> {
-        self.failed.iter().filter_map(|record| record.retry_after).min()
+        self.failed
+            .iter()
+            .filter_map(|record| record.retry_after)
+            .min()
     }
 }
 
 impl ProviderStack {
-    pub(crate) fn new(name: Arc<str>, config: ProviderConfig, switches: &Config) -> Result<Self, ConfigError> {
+    pub(crate) fn new(
+        name: Arc<str>,
+        config: ProviderConfig,
+        switches: &Config,
+    ) -> Result<Self, ConfigError> {
         let breaker = if switches.enable_circuit_breaker {
             Some(
                 CircuitBreaker::builder(config.circuit_breaker.clone())

@@ -12,7 +12,8 @@ pub(crate) fn base_delay(config: &RetryConfig, retry: u32) -> Duration {
         // 0 * multiplier^retry is 0, but in f64 it is NaN once multiplier^retry overflows.
         return Duration::ZERO;
     }
-    let seconds = config.initial_backoff.as_secs_f64() * config.backoff_multiplier.powf(f64::from(retry));
+    let seconds =
+        config.initial_backoff.as_secs_f64() * config.backoff_multiplier.powf(f64::from(retry));
     if !seconds.is_finite() || seconds >= max.as_secs_f64() {
         return max;
     }
@@ -31,7 +32,8 @@ pub(crate) fn delay(config: &RetryConfig, retry: u32, unit: f64) -> Duration {
         JitterMode::Full => unit,
     };
     let seconds = (base.as_secs_f64() * factor).clamp(0.0, config.max_backoff.as_secs_f64());
-    Duration::try_from_secs_f64(seconds).map_or(config.max_backoff, |delay| delay.min(config.max_backoff))
+    Duration::try_from_secs_f64(seconds)
+        .map_or(config.max_backoff, |delay| delay.min(config.max_backoff))
 }
 
 #[cfg(test)]
@@ -39,7 +41,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn config(initial_ms: u64, max_ms: u64, multiplier: f64, jitter: bool, fraction: f64, full: bool) -> RetryConfig {
+    fn config(
+        initial_ms: u64,
+        max_ms: u64,
+        multiplier: f64,
+        jitter: bool,
+        fraction: f64,
+        full: bool,
+    ) -> RetryConfig {
         RetryConfig {
             max_retries: u32::MAX,
             initial_backoff: Duration::from_millis(initial_ms.min(max_ms)),
@@ -47,14 +56,20 @@ mod tests {
             backoff_multiplier: multiplier,
             jitter,
             jitter_fraction: fraction,
-            jitter_mode: if full { JitterMode::Full } else { JitterMode::Proportional },
+            jitter_mode: if full {
+                JitterMode::Full
+            } else {
+                JitterMode::Proportional
+            },
         }
     }
 
     #[test]
     fn base_delay_doubles_then_caps() {
         let config = config(100, 1_000, 2.0, false, 0.0, false);
-        let delays: Vec<u64> = (0..6).map(|n| base_delay(&config, n).as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..6)
+            .map(|n| base_delay(&config, n).as_millis() as u64)
+            .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1_000, 1_000]);
     }
 

@@ -85,10 +85,7 @@ impl RetryConfig {
             return Err(ConfigError::invalid(
                 "initial_backoff",
                 format!("{:?}", self.initial_backoff),
-                format!(
-                    "must not exceed max_backoff ({:?})",
-                    self.max_backoff
-                ),
+                format!("must not exceed max_backoff ({:?})", self.max_backoff),
             ));
         }
         if !(self.backoff_multiplier.is_finite() && self.backoff_multiplier >= 1.0) {

@@ -113,21 +113,25 @@ impl Retry {
     /// # Cancel safety
     ///
     /// The same as [`execute`](Self::execute).
-    pub async fn execute_with<T, E, C, F, Fut>(&self, classifier: &C, mut operation: F) -> Result<T, E>
+    pub async fn execute_with<T, E, C, F, Fut>(
+        &self,
+        classifier: &C,
+        mut operation: F,
+    ) -> Result<T, E>
     where
         C: Classify<T, E> + ?Sized,
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         self.run(|_| {
-                let attempt = operation();
-                async move {
-                    let result = attempt.await;
-                    let outcome = classifier.classify(&result);
-                    (result, outcome)
-                }
-            })
-            .await
+            let attempt = operation();
+            async move {
+                let result = attempt.await;
+                let outcome = classifier.classify(&result);
+                (result, outcome)
+            }
+        })
+        .await
     }
 
     /// Returns the delay before retry number `retry` (0 for the first retry), with jitter.
