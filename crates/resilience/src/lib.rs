@@ -46,3 +46,8 @@ pub use manager::{
 };
 pub use outcome::{Classify, DefaultClassifier, Failure, FailureClass, NeutralReason, Outcome};
 pub use retry::{JitterMode, Retry, RetryConfig, RetryStats};
+
+/// Compiles and runs the examples of the repository's README as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
