@@ -47,7 +47,7 @@ impl<E> Error<E> {
         }
     }
 
-    /// Returns how long to wait before calling again, when a rejection knows it.
+    /// Returns how long to wait before calling again, when the rejection carries that time.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::CircuitOpen(open) => Some(open.remaining),
@@ -98,7 +98,7 @@ pub enum ConfigError {
         field: String,
         /// The rejected value, as written.
         value: String,
-        /// What is wrong and what is accepted.
+        /// The problem, and the values accepted.
         reason: String,
     },
     /// The configuration text could not be parsed.

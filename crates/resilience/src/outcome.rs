@@ -15,7 +15,7 @@ pub enum Outcome {
     Success,
     /// The call failed for a reason that may be the provider's.
     Failure(Failure),
-    /// The result says nothing about the provider's health: the caller cancelled, or the request was
+    /// The result tells nothing about the provider's health: the caller cancelled, or the request was
     /// the caller's own fault. A neutral outcome never trips a breaker and is never retried.
     Neutral(NeutralReason),
 }
@@ -51,12 +51,12 @@ impl Outcome {
 
 /// A failed attempt: its class, two independent facts, and an optional hint from the server.
 ///
-/// `retryable` says whether the same request may be sent again; `trips_circuit` says whether the
+/// `retryable` is whether the same request may be sent again, and `trips_circuit` is whether the
 /// failure counts against the provider's circuit breaker. A 429 with a quota message, for example,
 /// counts against the circuit but is not retried, while a rejection by our own bulkhead is neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
-    /// What kind of failure it was.
+    /// The kind of failure.
     pub class: FailureClass,
     /// Whether the request may be retried.
     pub retryable: bool,
@@ -110,7 +110,7 @@ pub enum FailureClass {
     Timeout,
     /// The server failed (HTTP 500, 502, 503, 504).
     Server,
-    /// The server said it is overloaded (HTTP 529 or an `overloaded_error`).
+    /// The server reported that it is overloaded (HTTP 529 or an `overloaded_error`).
     Overloaded,
     /// The server rate-limited the request (HTTP 429).
     RateLimited,
@@ -164,7 +164,7 @@ impl fmt::Display for FailureClass {
     }
 }
 
-/// Why an outcome is neutral.
+/// The reason an outcome is neutral.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NeutralReason {

@@ -14,11 +14,11 @@ pub struct StateChange {
     pub from: CircuitState,
     /// The state after the change.
     pub to: CircuitState,
-    /// Why the state changed.
+    /// The reason for the change.
     pub reason: TransitionReason,
 }
 
-/// Why a circuit breaker changed state.
+/// The reason a circuit breaker changed state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransitionReason {

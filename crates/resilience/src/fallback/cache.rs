@@ -14,7 +14,7 @@ struct Entry<T> {
     stored_at: Instant,
 }
 
-/// How old a cache hit is.
+/// The age class of a cache hit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Freshness {
     /// Younger than `cache_ttl`.

@@ -80,7 +80,7 @@ pub struct FallbackConfig {
     pub stale_ttl: Duration,
     /// Providers tried, in order, by the `provider` strategy (default none).
     pub alternate_providers: Vec<String>,
-    /// The most responses the cache holds; the least useful go first when it is full (default 10 000).
+    /// The maximum number of responses in the cache; the least useful go first when it is full (default 10 000).
     pub cache_max_entries: u64,
 }
 

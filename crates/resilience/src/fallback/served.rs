@@ -6,7 +6,7 @@ use std::time::Duration;
 pub struct Served<T> {
     /// The response.
     pub value: T,
-    /// Where the response came from.
+    /// The origin of the response.
     pub source: Source,
     /// The provider whose response this is: the primary for a cached one, the alternate for an
     /// alternate's.
@@ -15,10 +15,10 @@ pub struct Served<T> {
     pub attempts: u32,
 }
 
-/// Where a served response came from.
+/// The origin of a served response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// The primary provider answered.
+    /// The primary provider returned it.
     Primary,
     /// The fresh cache, with the response's age.
     Cache {
@@ -30,7 +30,7 @@ pub enum Source {
         /// How long ago the response was stored.
         age: Duration,
     },
-    /// An alternate provider answered.
+    /// An alternate provider returned it.
     Alternate {
         /// The alternate's name.
         provider: Arc<str>,

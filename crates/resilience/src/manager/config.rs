@@ -86,7 +86,7 @@ pub struct Config {
     pub enable_retry: bool,
     /// Whether `execute_with_fallback` runs the fallback chain (default true).
     pub enable_fallback: bool,
-    /// The most providers the manager creates, configured ones included (default 64). A call for a
+    /// The maximum number of providers the manager creates, configured ones included (default 64). A call for a
     /// new provider beyond it fails, which keeps memory and metric labels bounded.
     pub max_providers: usize,
     /// The stack settings of every provider without an override.

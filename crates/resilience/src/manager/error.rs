@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::error::CircuitOpen;
 use crate::outcome::{FailureClass, NeutralReason, Outcome};
 
-/// What ended a call through the manager.
+/// The reason a call through the manager returned no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "class")]
 #[non_exhaustive]
@@ -25,7 +25,7 @@ pub enum CallErrorKind {
     BulkheadFull,
     /// The call waited too long for a bulkhead slot.
     QueueTimeout,
-    /// The manager holds `max_providers` providers and this one is new.
+    /// The manager already has `max_providers` providers and this one is new.
     TooManyProviders,
     /// The manager was closed.
     Closed,
@@ -73,7 +73,7 @@ pub struct AttemptRecord {
 pub struct FailureReport {
     /// The primary provider of the call.
     pub provider: Arc<str>,
-    /// What ended the primary provider's attempts.
+    /// The reason the primary provider's attempts ended.
     pub kind: CallErrorKind,
     /// Every attempt that did not succeed, on every provider tried, in order.
     pub attempts: Vec<AttemptRecord>,

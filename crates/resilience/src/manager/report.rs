@@ -11,7 +11,8 @@ use crate::circuit_breaker::{CircuitBreakerStats, CircuitState};
 use crate::fallback::Strategy;
 use crate::retry::RetryStats;
 
-/// How the requests to one provider ended. Every request ends in exactly one counter.
+/// Counters of the requests to one provider by how they ended. Every request ends in exactly one
+/// counter.
 #[derive(Debug, Default)]
 pub(crate) struct CallCounters {
     pub(crate) succeeded: AtomicU64,
@@ -63,13 +64,13 @@ impl CallCounters {
     }
 }
 
-/// How the requests to one provider ended: `total` is the sum of `succeeded`, `failed`, `cancelled`
+/// Requests to one provider by how they ended: `total` is the sum of `succeeded`, `failed`, `cancelled`
 /// and every fallback that served a response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestStats {
     /// Requests that ended.
     pub total: u64,
-    /// Requests the provider answered, after retries or not.
+    /// Requests the provider served, after retries or not.
     pub succeeded: u64,
     /// Requests that returned an error without a fallback serving them (the `error` strategy is
     /// counted under `fallbacks` instead).
@@ -124,7 +125,7 @@ pub struct ProviderStats {
     pub bulkhead: Option<BulkheadStats>,
     /// The retry policy's statistics.
     pub retry: Option<RetryStats>,
-    /// How requests ended.
+    /// Requests by how they ended.
     pub requests: RequestStats,
     /// Responses in the fallback cache.
     pub cache_entries: u64,
@@ -153,7 +154,7 @@ pub struct HealthReport {
 pub struct ProviderHealth {
     /// False when a new call would be rejected at once: the circuit is open or the queue is full.
     pub available: bool,
-    /// What is wrong, if anything.
+    /// The problems found; empty when there are none.
     pub issues: Vec<HealthIssue>,
 }
 

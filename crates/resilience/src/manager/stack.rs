@@ -34,7 +34,7 @@ pub struct ProviderStack {
     pub(crate) log_limit: LogLimit,
 }
 
-/// How an attempt ended when it did not return a value.
+/// The error of an attempt that returned no value.
 #[derive(Debug)]
 pub(crate) enum AttemptError<E> {
     Rejected(Rejection),
