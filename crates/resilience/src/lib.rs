@@ -8,6 +8,7 @@
 //! - [`retry`]: [`Retry`], exponential backoff with jitter that honours a server's retry-after hint.
 //! - [`fallback`]: the fallback strategies, and [`Served`], which says where a response came from.
 //! - [`manager`]: [`Manager`], one protected stack per provider; the API a gateway calls.
+//! - [`metrics`]: the Manager's Prometheus metrics, registered into the application's registry.
 //! - [`error`]: [`Error`] for protected calls and [`ConfigError`] for configuration.
 //!
 //! Every time read and every sleep goes through tokio's clock, so tests can pause and advance time.
@@ -29,6 +30,7 @@ pub mod fallback;
 pub mod http;
 mod log_limit;
 pub mod manager;
+pub mod metrics;
 pub mod outcome;
 pub mod retry;
 

@@ -27,9 +27,12 @@ pub use self::report::{
 };
 pub use self::stack::ProviderStack;
 
+pub(crate) use self::report::provider_stats;
+
 use self::stack::{AttemptError, RequestGuard, StackFailure, Trail};
 use crate::error::ConfigError;
 use crate::fallback::{DegradedResponse, Freshness, ResponseCache, Served, Source, Strategy};
+use crate::metrics::{ProviderMetrics, TrackedProviders};
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
 
 /// One provider's stack and its response cache.
@@ -76,6 +79,8 @@ struct Shared<T, C> {
     classifier: C,
     degraded: Option<DegradedResponse<T>>,
     closed: AtomicBool,
+    /// The stacks that the metrics collector reads, when metrics are on.
+    metrics: Option<Arc<TrackedProviders>>,
 }
 
 impl<T, C> Clone for Manager<T, C> {
@@ -96,11 +101,12 @@ impl<T, C> std::fmt::Debug for Manager<T, C> {
     }
 }
 
-/// Builds a [`Manager`] with a classifier and a degraded response.
+/// Builds a [`Manager`] with a classifier, a degraded response and Prometheus metrics.
 pub struct ManagerBuilder<T, C = DefaultClassifier> {
     config: Config,
     classifier: C,
     degraded: Option<DegradedResponse<T>>,
+    metrics: Option<Arc<TrackedProviders>>,
 }
 
 impl<T, C: std::fmt::Debug> std::fmt::Debug for ManagerBuilder<T, C> {
@@ -109,6 +115,7 @@ impl<T, C: std::fmt::Debug> std::fmt::Debug for ManagerBuilder<T, C> {
             .field("config", &self.config)
             .field("classifier", &self.classifier)
             .field("degraded", &self.degraded.is_some())
+            .field("metrics", &self.metrics.is_some())
             .finish()
     }
 }
@@ -123,6 +130,7 @@ where
             config: self.config,
             classifier,
             degraded: self.degraded,
+            metrics: self.metrics,
         }
     }
 
@@ -130,6 +138,44 @@ where
     #[must_use]
     pub fn degraded_response(mut self, degraded: DegradedResponse<T>) -> Self {
         self.degraded = Some(degraded);
+        self
+    }
+
+    /// Registers the manager's Prometheus metrics into `registry`, which the application encodes
+    /// on its own `/metrics` endpoint. The [`metrics`](crate::metrics) module lists them.
+    ///
+    /// Without this call the manager records no metric, and a call costs no clock read for them.
+    /// Calling it with several registries makes each of them show the same metrics; registering
+    /// two managers into one registry would repeat every metric family, so give each its own
+    /// registry or `sub_registry_with_prefix`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use resilience::metrics::prometheus_client::{encoding::text::encode, registry::Registry};
+    /// use resilience::{Config, Manager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let mut registry = Registry::default();
+    /// let manager: Manager<String> = Manager::builder(Config::default())
+    ///     .metrics(&mut registry)
+    ///     .build()
+    ///     .unwrap();
+    /// manager
+    ///     .execute("openai", |_| async { Ok::<_, std::io::Error>("answer".to_string()) })
+    ///     .await
+    ///     .unwrap();
+    ///
+    /// let mut text = String::new();
+    /// encode(&mut text, &registry).unwrap();
+    /// assert!(text.contains("circuit_breaker_state{provider=\"openai\"} 0\n"));
+    /// assert!(text.contains("calls_total{provider=\"openai\",outcome=\"success\"} 1\n"));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn metrics(mut self, registry: &mut prometheus_client::registry::Registry) -> Self {
+        let providers = self.metrics.get_or_insert_with(Default::default);
+        crate::metrics::register(registry, providers.clone());
         self
     }
 
@@ -164,11 +210,23 @@ where
             Arc::from("defaults"),
             self.config.defaults.clone(),
             &self.config,
+            false,
         )?;
+        let with_metrics = self.metrics.is_some();
         for (name, config) in &self.config.providers {
-            let entry = new_entry(Arc::from(name.as_str()), config.clone(), &self.config)
-                .map_err(|e| e.for_provider(name))?;
+            let entry = new_entry(
+                Arc::from(name.as_str()),
+                config.clone(),
+                &self.config,
+                with_metrics,
+            )
+            .map_err(|e| e.for_provider(name))?;
             providers.insert(Arc::from(name.as_str()), Arc::new(entry));
+        }
+        if let Some(metrics) = &self.metrics {
+            for entry in providers.values() {
+                metrics.track(&entry.stack);
+            }
         }
         Ok(Manager {
             shared: Arc::new(Shared {
@@ -178,6 +236,7 @@ where
                 classifier: self.classifier,
                 degraded: self.degraded,
                 closed: AtomicBool::new(false),
+                metrics: self.metrics,
             }),
         })
     }
@@ -187,10 +246,12 @@ fn new_entry<T: Clone + Send + Sync + 'static>(
     name: Arc<str>,
     config: ProviderConfig,
     switches: &Config,
+    with_metrics: bool,
 ) -> Result<ProviderEntry<T>, ConfigError> {
     let cache = (switches.enable_fallback && config.fallback.uses_cache())
         .then(|| ResponseCache::new(&config.fallback));
-    let stack = ProviderStack::new(name, config, switches)?;
+    let metrics = with_metrics.then(|| Arc::new(ProviderMetrics::default()));
+    let stack = ProviderStack::new(name, config, switches, metrics)?;
     Ok(ProviderEntry {
         stack: Arc::new(stack),
         cache,
@@ -212,6 +273,7 @@ where
             config,
             classifier: DefaultClassifier,
             degraded: None,
+            metrics: None,
         }
     }
 }
@@ -458,13 +520,22 @@ where
             return Err(rejected_call(provider, CallErrorKind::TooManyProviders));
         }
         let config = self.shared.config.provider(provider).clone();
-        let entry = new_entry(Arc::from(provider), config, &self.shared.config)
-            // NOTE: the defaults were validated by building a stack from them in `build`.
-            .expect("the default provider settings were validated when the manager was built");
+        let with_metrics = self.shared.metrics.is_some();
+        let entry = new_entry(
+            Arc::from(provider),
+            config,
+            &self.shared.config,
+            with_metrics,
+        )
+        // NOTE: the defaults were validated by building a stack from them in `build`.
+        .expect("the default provider settings were validated when the manager was built");
         let entry = Arc::new(entry);
         let mut providers = ProviderMap::clone(&current);
         providers.insert(Arc::from(provider), entry.clone());
         self.shared.providers.store(Arc::new(providers));
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.track(&entry.stack);
+        }
         Ok(entry)
     }
 
@@ -477,9 +548,15 @@ where
         config: ProviderConfig,
     ) -> Result<(), ConfigError> {
         config.validate().map_err(|e| e.for_provider(provider))?;
+        let with_metrics = self.shared.metrics.is_some();
         let entry = Arc::new(
-            new_entry(Arc::from(provider), config, &self.shared.config)
-                .map_err(|e| e.for_provider(provider))?,
+            new_entry(
+                Arc::from(provider),
+                config,
+                &self.shared.config,
+                with_metrics,
+            )
+            .map_err(|e| e.for_provider(provider))?,
         );
         let _change = self
             .shared
@@ -487,8 +564,11 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut providers = ProviderMap::clone(&self.shared.providers.load_full());
-        providers.insert(Arc::from(provider), entry);
+        providers.insert(Arc::from(provider), entry.clone());
         self.shared.providers.store(Arc::new(providers));
+        if let Some(metrics) = &self.shared.metrics {
+            metrics.track(&entry.stack);
+        }
         Ok(())
     }
 

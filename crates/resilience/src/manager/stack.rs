@@ -12,11 +12,12 @@ use super::attempt::Attempt;
 use super::error::{AttemptRecord, Rejection};
 use super::report::CallCounters;
 use super::Config;
-use crate::bulkhead::{Bulkhead, BulkheadRejection};
+use crate::bulkhead::{Bulkhead, BulkheadRejection, Slot};
 use crate::circuit_breaker::CircuitBreaker;
-use crate::error::ConfigError;
+use crate::error::{CircuitOpen, ConfigError};
 use crate::log_limit::LogLimit;
 use crate::manager::ProviderConfig;
+use crate::metrics::{AttemptRecorder, ProviderMetrics};
 use crate::outcome::{Classify, Outcome};
 use crate::retry::{Retry, Step};
 
@@ -32,6 +33,9 @@ pub struct ProviderStack {
     retry: Option<Retry>,
     pub(crate) counters: CallCounters,
     pub(crate) log_limit: LogLimit,
+    rejection_log_limit: LogLimit,
+    /// The metric handles, when the manager was built with metrics.
+    metrics: Option<Arc<ProviderMetrics>>,
 }
 
 /// The error of an attempt that returned no value.
@@ -71,13 +75,16 @@ impl ProviderStack {
         name: Arc<str>,
         config: ProviderConfig,
         switches: &Config,
+        metrics: Option<Arc<ProviderMetrics>>,
     ) -> Result<Self, ConfigError> {
         let breaker = if switches.enable_circuit_breaker {
-            Some(
-                CircuitBreaker::builder(config.circuit_breaker.clone())
-                    .name(name.clone())
-                    .build()?,
-            )
+            let mut builder =
+                CircuitBreaker::builder(config.circuit_breaker.clone()).name(name.clone());
+            if let Some(metrics) = &metrics {
+                let metrics = metrics.clone();
+                builder = builder.on_state_change(move |change| metrics.count_transition(change));
+            }
+            Some(builder.build()?)
         } else {
             None
         };
@@ -97,6 +104,8 @@ impl ProviderStack {
             retry,
             counters: CallCounters::default(),
             log_limit: LogLimit::default(),
+            rejection_log_limit: LogLimit::default(),
+            metrics,
         })
     }
 
@@ -129,6 +138,10 @@ impl ProviderStack {
         self.retry.as_ref()
     }
 
+    pub(crate) fn metrics(&self) -> Option<&ProviderMetrics> {
+        self.metrics.as_deref()
+    }
+
     /// Resets the breaker, its window and every statistic of this stack.
     pub(crate) fn reset(&self) {
         if let Some(breaker) = &self.breaker {
@@ -159,7 +172,11 @@ impl ProviderStack {
         let mut number: u32 = 0;
         loop {
             let started = Instant::now();
+            let recorder = self.metrics.as_deref().map(AttemptRecorder::new);
             let (result, outcome) = self.attempt(classifier, operation, number).await;
+            if let Some(recorder) = recorder {
+                recorder.finish(&outcome);
+            }
             trail.attempts = trail.attempts.saturating_add(1);
             if !outcome.is_success() {
                 trail.failed.push(AttemptRecord {
@@ -199,22 +216,23 @@ impl ProviderStack {
     {
         let admission = match self.breaker.as_ref().map(CircuitBreaker::admit).transpose() {
             Ok(admission) => admission,
-            Err(open) => return rejected(Rejection::CircuitOpen(open)),
+            Err(open) => {
+                self.log_circuit_rejection(&open);
+                return rejected(Rejection::CircuitOpen(open));
+            }
         };
-        let slot = match &self.bulkhead {
-            Some(bulkhead) => match bulkhead.enter().await {
-                Ok(slot) => Some(slot),
-                // The breaker's admission is dropped unfinished, which records a neutral outcome.
-                Err(BulkheadRejection::Full(_)) => return rejected(Rejection::BulkheadFull),
-                Err(BulkheadRejection::QueueTimeout(_)) => {
-                    return rejected(Rejection::QueueTimeout)
-                }
-            },
-            None => None,
+        let slot = match self.take_slot().await {
+            Ok(slot) => slot,
+            // The breaker's admission is dropped unfinished, which records a neutral outcome.
+            Err(rejection) => return rejected(rejection),
         };
 
+        let call_started = self.metrics.is_some().then(Instant::now);
         let attempt = Attempt::new(&self.name, number);
         let result = operation(&attempt).await;
+        if let (Some(metrics), Some(started)) = (&self.metrics, call_started) {
+            metrics.call_duration.observe(started.elapsed());
+        }
         let outcome = classifier.classify(&result);
 
         match attempt.take_deferred() {
@@ -234,6 +252,39 @@ impl ProviderStack {
             }
         }
         (result.map_err(AttemptError::Operation), outcome)
+    }
+
+    /// Takes a bulkhead slot, or none when the bulkhead is off, and records the queue wait.
+    async fn take_slot(&self) -> Result<Option<Slot<'_>>, Rejection> {
+        let Some(bulkhead) = &self.bulkhead else {
+            return Ok(None);
+        };
+        match bulkhead.enter().await {
+            Ok(slot) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.queue_wait.observe(slot.waited());
+                }
+                Ok(Some(slot))
+            }
+            Err(BulkheadRejection::Full(_)) => Err(Rejection::BulkheadFull),
+            Err(BulkheadRejection::QueueTimeout(timeout)) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.queue_wait.observe(timeout.waited);
+                }
+                Err(Rejection::QueueTimeout)
+            }
+        }
+    }
+
+    fn log_circuit_rejection(&self, open: &CircuitOpen) {
+        if let Some(suppressed) = self.rejection_log_limit.allow() {
+            tracing::debug!(
+                provider = self.name(),
+                remaining_ms = u64::try_from(open.remaining.as_millis()).unwrap_or(u64::MAX),
+                suppressed,
+                "circuit breaker rejected a call"
+            );
+        }
     }
 }
 
