@@ -385,8 +385,13 @@ impl Inner {
                 if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
                     self.consecutive_failures.store(0, Ordering::Relaxed);
                 }
-                if let Some(window) = &self.window {
-                    window.record(false);
+                // A success can complete the minimum number of calls while the rate is already
+                // at the threshold, so it is checked here too.
+                if let (Some(window), Some(rate)) = (&self.window, &self.config.failure_rate) {
+                    let (calls, failed) = window.record(false);
+                    if let Some(reason) = rate_reached(rate, calls, failed) {
+                        self.transition(word, CircuitState::Open, reason, None);
+                    }
                 }
             }
             Outcome::Failure(failure) if failure.trips_circuit => {
@@ -394,12 +399,7 @@ impl Inner {
                 let reason = match (&self.window, &self.config.failure_rate) {
                     (Some(window), Some(rate)) => {
                         let (calls, failed) = window.record(true);
-                        let reached = calls >= u64::from(rate.minimum_calls)
-                            && failed as f64 >= rate.threshold * calls as f64;
-                        reached.then_some(TransitionReason::FailureRate {
-                            failures: failed,
-                            calls,
-                        })
+                        rate_reached(rate, calls, failed)
                     }
                     _ => (failures >= self.config.failure_threshold)
                         .then_some(TransitionReason::ConsecutiveFailures { failures }),
@@ -583,6 +583,14 @@ fn log_transition(
             "circuit half-open"
         ),
     }
+}
+
+/// Returns the reason to open when `failures` of `calls` in the window reach the rate's threshold
+/// and the window holds at least its minimum number of calls.
+fn rate_reached(rate: &FailureRateConfig, calls: u64, failures: u64) -> Option<TransitionReason> {
+    let reached =
+        calls >= u64::from(rate.minimum_calls) && failures as f64 >= rate.threshold * calls as f64;
+    reached.then_some(TransitionReason::FailureRate { failures, calls })
 }
 
 /// Converts a duration to nanoseconds, saturating at `u64::MAX` (about 584 years).
