@@ -302,14 +302,28 @@ where
         F: Fn(&Attempt<'_>) -> Fut,
         Fut: Future<Output = Result<R, E>>,
     {
+        self.execute_classified(provider, &self.shared.classifier, operation)
+            .await
+    }
+
+    /// Runs `operation` like [`execute`](Self::execute), with `classifier` in place of the
+    /// manager's classifier. The tower layers and the reqwest middleware call it.
+    pub(crate) async fn execute_classified<R, E, K, F, Fut>(
+        &self,
+        provider: &str,
+        classifier: &K,
+        operation: F,
+    ) -> Result<R, CallError<E>>
+    where
+        K: Classify<R, E> + ?Sized,
+        F: Fn(&Attempt<'_>) -> Fut,
+        Fut: Future<Output = Result<R, E>>,
+    {
         let entry = self.entry(provider)?;
         let stack = &entry.stack;
         let request = RequestGuard::new(&stack.counters);
         let mut trail = Trail::default();
-        match stack
-            .run(&self.shared.classifier, &operation, &mut trail)
-            .await
-        {
+        match stack.run(classifier, &operation, &mut trail).await {
             Ok(value) => {
                 request.finish(&stack.counters.succeeded);
                 Ok(value)
@@ -342,16 +356,36 @@ where
         F: Fn(&Attempt<'_>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.execute_with_fallback_classified(
+            provider,
+            cache_key,
+            &self.shared.classifier,
+            operation,
+        )
+        .await
+    }
+
+    /// Runs `operation` like [`execute_with_fallback`](Self::execute_with_fallback), with
+    /// `classifier` in place of the manager's classifier on every provider tried.
+    pub(crate) async fn execute_with_fallback_classified<E, K, F, Fut>(
+        &self,
+        provider: &str,
+        cache_key: Option<&str>,
+        classifier: &K,
+        operation: F,
+    ) -> Result<Served<T>, CallError<E>>
+    where
+        K: Classify<T, E> + ?Sized,
+        F: Fn(&Attempt<'_>) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let entry = self.entry(provider)?;
         let stack = &entry.stack;
         let counters = &stack.counters;
         let request = RequestGuard::new(counters);
         let mut trail = Trail::default();
 
-        let failure = match stack
-            .run(&self.shared.classifier, &operation, &mut trail)
-            .await
-        {
+        let failure = match stack.run(classifier, &operation, &mut trail).await {
             Ok(value) => {
                 if let (Some(key), Some(cache)) = (cache_key, &entry.cache) {
                     cache.insert(key, value.clone());
@@ -392,7 +426,10 @@ where
                     _ => None,
                 },
                 Strategy::Provider => {
-                    if let Some(served) = self.try_alternates(stack, &operation, &mut trail).await {
+                    if let Some(served) = self
+                        .try_alternates(stack, classifier, &operation, &mut trail)
+                        .await
+                    {
                         request.finish(counters.served_by(Strategy::Provider));
                         self.log_fallback(stack, Strategy::Provider);
                         return Ok(served);
@@ -440,14 +477,15 @@ where
     }
 
     /// Runs the operation against each alternate provider in order, each through its own stack.
-    async fn try_alternates<E, F, Fut>(
+    async fn try_alternates<E, K, F, Fut>(
         &self,
         primary: &ProviderStack,
+        classifier: &K,
         operation: &F,
         trail: &mut Trail,
     ) -> Option<Served<T>>
     where
-        C: Classify<T, E>,
+        K: Classify<T, E> + ?Sized,
         F: Fn(&Attempt<'_>) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -458,11 +496,7 @@ where
             let Ok(entry) = self.entry::<E>(name) else {
                 continue;
             };
-            if let Ok(value) = entry
-                .stack
-                .run(&self.shared.classifier, operation, trail)
-                .await
-            {
+            if let Ok(value) = entry.stack.run(classifier, operation, trail).await {
                 return Some(Served {
                     value,
                     source: Source::Alternate {
@@ -485,6 +519,12 @@ where
                 "fallback served the request"
             );
         }
+    }
+
+    /// Returns the classifier of every call's result.
+    #[cfg(feature = "tower")]
+    pub(crate) fn classifier(&self) -> &C {
+        &self.shared.classifier
     }
 
     /// Returns `provider`'s stack, creating it from the defaults on first use.
