@@ -451,6 +451,11 @@ impl Inner {
     fn record_late(&self, word: Word, outcome: Outcome) {
         self.counters.late_results.fetch_add(1, Ordering::Relaxed);
         let hint = outcome.as_failure().and_then(|failure| failure.retry_after);
+        self.extend_open(word, hint);
+    }
+
+    /// Makes an open circuit stay open for at least `hint` from now. It never shortens the period.
+    fn extend_open(&self, word: Word, hint: Option<Duration>) {
         if let (CircuitState::Open, Some(hint)) = (word.state(), hint) {
             let until = self
                 .now_nanos()
@@ -473,6 +478,10 @@ impl Inner {
             .unwrap_or_else(PoisonError::into_inner);
         let current = self.load();
         if current.epoch() != expected.epoch() || current.state() != expected.state() {
+            // A failure that raced with the one that opened the circuit keeps its hint.
+            if to == CircuitState::Open {
+                self.extend_open(current, retry_after);
+            }
             return;
         }
         let from = current.state();
