@@ -217,3 +217,108 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding one of these locks cannot leave the data half-written.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn shared(config: &MockConfig) -> Shared {
+        Shared {
+            config: Mutex::new(config.clone()),
+            script: Mutex::new(VecDeque::new()),
+            requests: AtomicU64::new(0),
+            open_streams: Arc::new(AtomicU64::new(0)),
+            last_request: Mutex::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    fn faulty() -> MockConfig {
+        MockConfig {
+            seed: 7,
+            reset_share: 0.03,
+            server_error_share: 0.10,
+            rate_limit_share: 0.05,
+            rate_limit_retry_after: Some(Duration::from_millis(150)),
+            slow_share: 0.05,
+            ..MockConfig::named("test")
+        }
+    }
+
+    #[test]
+    fn fault_shares_match_config() {
+        let config = faulty();
+        let shared = shared(&config);
+        let draws = 20_000;
+        let mut counts = [0_u32; 5];
+        for index in 0..draws {
+            let slot = match choose_fault(&shared, &config, index) {
+                Fault::Reset => 0,
+                Fault::Status(503) => 1,
+                Fault::RateLimited { .. } => 2,
+                Fault::Slow(_) => 3,
+                Fault::None => 4,
+                other => panic!("unexpected fault {other:?}"),
+            };
+            counts[slot] += 1;
+        }
+        let expected = [0.03, 0.10, 0.05, 0.05, 0.77];
+        for (slot, share) in expected.into_iter().enumerate() {
+            let observed = f64::from(counts[slot]) / draws as f64;
+            assert!(
+                (observed - share).abs() < 0.01,
+                "slot {slot}: observed {observed}, configured {share}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_seed_same_faults() {
+        let config = faulty();
+        let first: Vec<Fault> = (0..200)
+            .map(|i| choose_fault(&shared(&config), &config, i))
+            .collect();
+        let second: Vec<Fault> = (0..200)
+            .map(|i| choose_fault(&shared(&config), &config, i))
+            .collect();
+        assert_eq!(first, second);
+
+        let other = MockConfig {
+            seed: 8,
+            ..faulty()
+        };
+        let third: Vec<Fault> = (0..200)
+            .map(|i| choose_fault(&shared(&other), &other, i))
+            .collect();
+        assert_ne!(first, third);
+    }
+
+    #[test]
+    fn script_runs_before_draws() {
+        let config = MockConfig {
+            server_error_share: 1.0,
+            ..MockConfig::named("test")
+        };
+        let shared = shared(&config);
+        lock(&shared.script).extend([Fault::None, Fault::Reset]);
+        assert_eq!(choose_fault(&shared, &config, 0), Fault::None);
+        assert_eq!(choose_fault(&shared, &config, 1), Fault::Reset);
+        assert_eq!(choose_fault(&shared, &config, 2), Fault::Status(503));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outage_window_applies() {
+        let config = MockConfig {
+            outages: vec![Duration::from_secs(1)..Duration::from_secs(2)],
+            ..MockConfig::named("test")
+        };
+        let shared = shared(&config);
+        assert_eq!(choose_fault(&shared, &config, 0), Fault::None);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(choose_fault(&shared, &config, 1), Fault::Status(503));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(choose_fault(&shared, &config, 2), Fault::None);
+    }
+}
