@@ -595,7 +595,7 @@ fn log_transition(
 }
 
 /// Returns the reason to open when `failures` of `calls` in the window reach the rate's threshold
-/// and the window holds at least its minimum number of calls.
+/// and the window contains at least its minimum number of calls.
 fn rate_reached(rate: &FailureRateConfig, calls: u64, failures: u64) -> Option<TransitionReason> {
     let reached =
         calls >= u64::from(rate.minimum_calls) && failures as f64 >= rate.threshold * calls as f64;
