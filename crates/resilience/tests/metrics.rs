@@ -698,3 +698,46 @@ async fn neutral_outcomes_are_labelled() {
     );
     assert_sample(&scraped, "retry_total{provider=\"neutral\"}", "0");
 }
+
+#[tokio::test(start_paused = true)]
+async fn reset_keeps_transitions_and_calls() {
+    let mut registry = Registry::default();
+    let manager = manager(FLAKY, &mut registry);
+    let failing = AtomicBool::new(true);
+    for _ in 0..2 {
+        let _ = call_flaky(&manager, &failing, None).await;
+    }
+    assert_sample(
+        &samples(&scrape(&registry)),
+        "circuit_breaker_state{provider=\"flaky\"}",
+        "2",
+    );
+
+    assert!(manager.reset_provider("flaky"));
+
+    let scraped = samples(&scrape(&registry));
+    assert_sample(&scraped, "circuit_breaker_state{provider=\"flaky\"}", "0");
+    assert_sample(
+        &scraped,
+        "circuit_breaker_rejections_total{provider=\"flaky\"}",
+        "0",
+    );
+    assert_sample(&scraped, "retry_total{provider=\"flaky\"}", "0");
+    assert_sample(
+        &scraped,
+        "requests_total{provider=\"flaky\",result=\"failed\"}",
+        "0",
+    );
+    for (from, to, count) in [("closed", "open", "1"), ("open", "closed", "1")] {
+        let key = format!(
+            "circuit_breaker_transitions_total{{provider=\"flaky\",from=\"{from}\",to=\"{to}\"}}"
+        );
+        assert_sample(&scraped, &key, count);
+    }
+    assert_outcomes(&scraped, "flaky", &[("server", 3), ("rejected", 1)]);
+    assert_sample(
+        &scraped,
+        "call_duration_seconds_count{provider=\"flaky\"}",
+        "3",
+    );
+}

@@ -145,8 +145,8 @@ where
     /// on its own `/metrics` endpoint. The [`metrics`](crate::metrics) module lists them.
     ///
     /// Without this call the manager records no metric, and a call costs no clock read for them.
-    /// Calling it with several registries makes each of them show the same metrics; registering
-    /// two managers into one registry would repeat every metric family, so give each its own
+    /// Calling it with several registries makes each of them show the same metrics. Two managers
+    /// registered into one registry would repeat every metric family, so give each manager its own
     /// registry or `sub_registry_with_prefix`.
     ///
     /// # Examples

@@ -30,7 +30,7 @@ impl TrackedProviders {
             .insert(stack.name_arc().clone(), Arc::downgrade(stack));
     }
 
-    /// Returns the stacks still in use, in provider-name order, and forgets those of a manager
+    /// Returns the stacks still in use, in provider-name order, and removes those of a manager
     /// that was dropped.
     fn live(&self) -> Vec<Arc<ProviderStack>> {
         let mut stacks = self.lock();

@@ -61,7 +61,7 @@ impl DurationHistogram {
     }
 
     /// Records one duration, truncated to whole microseconds. A duration equal to a bound falls
-    /// into that bound's bucket, as the `le` label says.
+    /// into that bound's bucket, as the `le` (less than or equal) label means.
     pub(crate) fn observe(&self, duration: Duration) {
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         let index = self

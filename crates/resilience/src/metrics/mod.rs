@@ -2,16 +2,17 @@
 //! registry with [`ManagerBuilder::metrics`](crate::ManagerBuilder::metrics).
 //!
 //! Counters and gauges that the patterns already keep as statistics are read when the registry is
-//! encoded, by a custom collector, so they cost nothing per call. What no statistic holds (the
+//! encoded, by a custom collector, so they cost nothing per call. What no statistic counts (the
 //! outcome class of each call, transitions by state, the two histograms) is recorded into handles
-//! that each provider's stack resolves once when it is created; recording touches only atomics,
+//! that each provider's stack resolves once when it is created. Recording touches only atomics,
 //! with no label lookup and no allocation. Without metrics the stack records nothing.
 //!
 //! # Metrics
 //!
 //! Every series has a `provider` label: a provider name from the configuration, or one the
-//! application passed to the manager, of which it holds at most
-//! [`max_providers`](crate::Config::max_providers). Every other label is a fixed enumeration.
+//! application passed to the manager, which creates at most
+//! [`max_providers`](crate::Config::max_providers) providers. Every other label is a fixed
+//! enumeration.
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|

@@ -1,5 +1,5 @@
-//! One provider's metric handles, created once with its stack: what must be recorded per attempt
-//! or per transition because no statistic holds it. Recording touches only atomics.
+//! One provider's metric handles, created once with its stack. They record per attempt or per
+//! transition what no statistic counts, and recording touches only atomics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
