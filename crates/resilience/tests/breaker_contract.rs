@@ -1290,6 +1290,7 @@ async fn cancelled_probes_free_their_slots() {
     let finished = finished.load(Ordering::SeqCst);
     assert!(max <= MAX_PROBES as usize, "{max} probes ran at once");
     assert!(entries > finished, "no probe was cancelled while it ran");
+    assert!(aborted > 0, "no task was aborted before it finished");
     assert_eq!(gauge.running.load(Ordering::SeqCst), 0);
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
     assert_eq!(breaker.stats().half_open_in_flight, 0);

@@ -480,7 +480,10 @@ async fn thousands_of_cancellations_leak_no_permit() {
                 }
             } else {
                 match bulkhead
-                    .execute(|| async { Ok::<_, ()>(work().await) })
+                    .execute(|| async {
+                        work().await;
+                        Ok::<_, ()>(())
+                    })
                     .await
                 {
                     Ok(()) => Ok(()),

@@ -237,7 +237,8 @@ fn configs_round_trip_through_toml() {
 
 #[test]
 fn unknown_fields_are_rejected() {
-    let cases: [(&str, fn(&str) -> Result<(), toml::de::Error>); 4] = [
+    type Parse = fn(&str) -> Result<(), toml::de::Error>;
+    let cases: [(&str, Parse); 4] = [
         ("failure_treshold = 3", |text| {
             toml::from_str::<CircuitBreakerConfig>(text).map(drop)
         }),

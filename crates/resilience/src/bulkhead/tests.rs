@@ -20,11 +20,7 @@ fn bulkhead(max_queue: usize) -> Bulkhead {
 #[tokio::test(start_paused = true)]
 async fn dropped_wait_returns_queue_place() {
     let bulkhead = bulkhead(2);
-    let mut waiting = Box::pin(
-        bulkhead
-            .inner
-            .wait(|| std::future::pending::<Result<(), _>>()),
-    );
+    let mut waiting = Box::pin(bulkhead.inner.wait(std::future::pending::<Result<(), _>>));
 
     let mut context = Context::from_waker(Waker::noop());
     assert!(waiting.as_mut().poll(&mut context).is_pending());
@@ -65,7 +61,7 @@ async fn timed_out_wait_returns_queue_place() {
 
     let result = bulkhead
         .inner
-        .wait(|| std::future::pending::<Result<(), _>>())
+        .wait(std::future::pending::<Result<(), _>>)
         .await;
 
     assert!(matches!(
@@ -82,19 +78,11 @@ async fn queue_accepts_exactly_max_queue_waiters() {
     let mut waiters = Vec::new();
 
     for _ in 0..3 {
-        let mut waiting = Box::pin(
-            bulkhead
-                .inner
-                .wait(|| std::future::pending::<Result<(), _>>()),
-        );
+        let mut waiting = Box::pin(bulkhead.inner.wait(std::future::pending::<Result<(), _>>));
         assert!(waiting.as_mut().poll(&mut context).is_pending());
         waiters.push(waiting);
     }
-    let mut extra = Box::pin(
-        bulkhead
-            .inner
-            .wait(|| std::future::pending::<Result<(), _>>()),
-    );
+    let mut extra = Box::pin(bulkhead.inner.wait(std::future::pending::<Result<(), _>>));
     let rejected = extra.as_mut().poll(&mut context);
 
     assert!(matches!(
