@@ -246,7 +246,8 @@ impl CircuitBreaker {
     }
 
     /// Closes the circuit and clears its window and statistics. Calls admitted before the reset
-    /// finish without changing the new state.
+    /// finish without changing the new state, but a half-open probe among them keeps its probe
+    /// slot until it ends.
     pub fn reset(&self) {
         self.inner.reset();
     }
@@ -415,22 +416,25 @@ impl Inner {
     fn finish_probe(&self, ticket: Ticket, outcome: Outcome) {
         let succeeded = outcome.is_success();
         let mut word = self.load();
-        let finished = loop {
-            if word.epoch() != ticket.epoch {
-                self.record_late(word, outcome);
-                return;
-            }
-            let finished = word.with_probe_finished(succeeded);
+        // The probe gives its slot back whatever the epoch, because the count of probes in
+        // flight carries over to later epochs. Only a probe of the current epoch can succeed.
+        let (same_epoch, finished) = loop {
+            let same_epoch = word.epoch() == ticket.epoch;
+            let finished = word.with_probe_finished(same_epoch && succeeded);
             match self.word.compare_exchange_weak(
                 word.0,
                 finished.0,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => break finished,
-                Err(current) => word = Word(current),
+                Ok(_) => break (same_epoch, finished),
+                Err(actual) => word = Word(actual),
             }
         };
+        if !same_epoch {
+            self.record_late(finished, outcome);
+            return;
+        }
         match outcome {
             Outcome::Success if finished.successes() >= self.config.success_threshold => {
                 let reason = TransitionReason::ProbesSucceeded {
@@ -500,13 +504,23 @@ impl Inner {
             CircuitState::Closed => self.clear_failures(),
             CircuitState::HalfOpen => {}
         }
-        self.word.store(current.next(to).0, Ordering::Release);
+        self.advance_epoch(to);
         self.counters.transitions.fetch_add(1, Ordering::Relaxed);
         self.events.push(StateChange { from, to, reason });
         drop(guard);
 
         log_transition(self.name.as_deref(), from, to, reason);
         self.events.deliver();
+    }
+
+    /// Moves the word to the next epoch in `to`. The caller holds the transition lock, so only
+    /// probe admissions and results change the word meanwhile, and the update keeps their count.
+    fn advance_epoch(&self, to: CircuitState) {
+        let _ = self
+            .word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
+                Some(Word(bits).next(to).0)
+            });
     }
 
     fn clear_failures(&self) {
@@ -524,8 +538,7 @@ impl Inner {
         let current = self.load();
         self.clear_failures();
         self.open_until.store(0, Ordering::Release);
-        self.word
-            .store(current.next(CircuitState::Closed).0, Ordering::Release);
+        self.advance_epoch(CircuitState::Closed);
         self.counters.reset();
         if current.state() != CircuitState::Closed {
             self.events.push(StateChange {

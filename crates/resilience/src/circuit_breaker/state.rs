@@ -91,6 +91,7 @@ impl Word {
     /// Returns the word with one probe fewer in flight and, if it succeeded, one more success.
     /// Successes saturate at the field's maximum.
     pub(crate) fn with_probe_finished(self, succeeded: bool) -> Self {
+        debug_assert!(self.in_flight() > 0, "a probe finished that was never admitted");
         let mut bits = self.0 - (1 << INFLIGHT_SHIFT);
         if succeeded && self.successes() < COUNT_MASK as u32 {
             bits += 1 << SUCCESSES_SHIFT;
@@ -98,9 +99,12 @@ impl Word {
         Word(bits)
     }
 
-    /// Returns the word of the next epoch in `state`, with empty half-open counters.
+    /// Returns the word of the next epoch in `state`, with no successful probes. The probes in
+    /// flight carry over: a probe admitted in an earlier half-open period holds its slot until it
+    /// ends, so a reopened circuit never runs more than the limit of probes at once.
     pub(crate) fn next(self, state: CircuitState) -> Self {
-        Word::new(state, self.epoch().wrapping_add(1))
+        let in_flight = self.0 & (COUNT_MASK << INFLIGHT_SHIFT);
+        Word(Word::new(state, self.epoch().wrapping_add(1)).0 | in_flight)
     }
 }
 
