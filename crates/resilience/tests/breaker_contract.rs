@@ -682,13 +682,61 @@ async fn late_probe_does_not_count_in_next_half_open() {
     tokio::time::advance(TIMEOUT).await;
     let fresh_probe = breaker.try_acquire().unwrap();
 
-    // The old probe neither counts as a success nor frees a slot of the new period.
+    // The old probe gives back its own slot but does not count as a success of the new period.
     slow_probe.record(Outcome::Success);
     assert_eq!(breaker.stats().half_open_in_flight, 1);
     fresh_probe.record(Outcome::Success);
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
     record(&breaker, Outcome::Success);
     assert_eq!(breaker.state(), CircuitState::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reopened_circuit_counts_running_probes() {
+    let breaker = half_open(config(1, 1, 2)).await;
+    let slow_probe = breaker.try_acquire().unwrap();
+    fail(&breaker, 1);
+    tokio::time::advance(TIMEOUT).await;
+
+    // The slow probe of the earlier half-open period still runs, so one slot is left.
+    let fresh_probe = breaker.try_acquire().expect("one slot is free");
+    assert!(fresh_probe.is_probe());
+    assert_eq!(breaker.stats().half_open_in_flight, 2);
+    assert_eq!(
+        breaker.try_acquire().err(),
+        Some(CircuitOpen {
+            remaining: Duration::ZERO
+        })
+    );
+
+    slow_probe.record(Outcome::Neutral(NeutralReason::Cancelled));
+    assert_eq!(breaker.stats().half_open_in_flight, 1);
+    let next_probe = breaker
+        .try_acquire()
+        .expect("the slow probe's slot is free");
+    assert!(next_probe.is_probe());
+    drop((fresh_probe, next_probe));
+    assert_eq!(breaker.stats().half_open_in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_running_across_close_counts_later() {
+    let breaker = half_open(config(1, 1, 1)).await;
+    let slow_probe = breaker.try_acquire().unwrap();
+    // Reset closes the circuit while the probe runs; the probe still holds its slot.
+    breaker.reset();
+    fail(&breaker, 1);
+    tokio::time::advance(TIMEOUT).await;
+
+    assert_eq!(
+        breaker.try_acquire().err(),
+        Some(CircuitOpen {
+            remaining: Duration::ZERO
+        })
+    );
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    drop(slow_probe);
+    assert!(breaker.try_acquire().unwrap().is_probe());
 }
 
 // --- Two-step permit ----------------------------------------------------------------------------
@@ -1361,4 +1409,57 @@ fn racing_hints_all_extend_open_period() {
             "round {round}: open for {remaining:?}, but the longest hint was {longest:?}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reopening_never_exceeds_probe_limit() {
+    const MAX_PROBES: u32 = 2;
+    // With a 1 ns open period, a failed probe reopens the circuit and the next call finds it
+    // half-open again, while probes of the earlier period may still be running.
+    let breaker = breaker(CircuitBreakerConfig {
+        timeout: Duration::from_nanos(1),
+        ..config(1, 3, MAX_PROBES)
+    });
+    let gauge = Arc::new(Gauge::default());
+    let mut tasks = JoinSet::new();
+
+    for task in 0..32u64 {
+        let breaker = breaker.clone();
+        let gauge = gauge.clone();
+        tasks.spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(task);
+            for _ in 0..500 {
+                let Ok(permit) = breaker.try_acquire() else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                let probe = permit.is_probe().then(|| gauge.enter());
+                for _ in 0..rng.usize(0..10) {
+                    tokio::task::yield_now().await;
+                }
+                drop(probe);
+                let outcome = match rng.u8(0..4) {
+                    0 => server_failure(),
+                    1 => Outcome::Neutral(NeutralReason::Cancelled),
+                    _ => Outcome::Success,
+                };
+                permit.record(outcome);
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap();
+    }
+
+    let max = gauge.max.load(Ordering::SeqCst);
+    let stats = breaker.stats();
+    assert!(
+        max <= MAX_PROBES as usize,
+        "{max} probes ran at once: {stats:?}"
+    );
+    assert!(
+        stats.transitions > 10,
+        "the circuit barely moved: {stats:?}"
+    );
+    assert_eq!(gauge.running.load(Ordering::SeqCst), 0);
 }
