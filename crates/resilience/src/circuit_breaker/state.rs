@@ -91,7 +91,10 @@ impl Word {
     /// Returns the word with one probe fewer in flight and, if it succeeded, one more success.
     /// Successes saturate at the field's maximum.
     pub(crate) fn with_probe_finished(self, succeeded: bool) -> Self {
-        debug_assert!(self.in_flight() > 0, "a probe finished that was never admitted");
+        debug_assert!(
+            self.in_flight() > 0,
+            "a probe finished that was never admitted"
+        );
         let mut bits = self.0 - (1 << INFLIGHT_SHIFT);
         if succeeded && self.successes() < COUNT_MASK as u32 {
             bits += 1 << SUCCESSES_SHIFT;
