@@ -23,6 +23,8 @@ pub enum Fault {
     Slow(Duration),
     /// No response until [`MockConfig::stall_limit`] passes or the client goes away.
     Stall,
+    /// A normal answer; a streamed one behaves as this [`StreamConfig`] says.
+    Stream(StreamConfig),
 }
 
 /// Settings of a mock provider.

@@ -187,6 +187,8 @@ fn stream_steps(plan: &StreamPlan, config: &StreamConfig) -> Vec<Step> {
         .enumerate()
     {
         if config.break_after == Some(index) {
+            // A pause first, so hyper flushes the chunks sent so far before the connection breaks.
+            steps.push(Step::Delay(Duration::from_millis(20)));
             steps.push(Step::Break);
             return steps;
         }

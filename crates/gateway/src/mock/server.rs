@@ -178,14 +178,16 @@ async fn apply(
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
     }
-    match fault {
+    let mut stream_config = &config.stream;
+    match &fault {
         Fault::None => {}
-        Fault::Slow(delay) => tokio::time::sleep(delay).await,
+        Fault::Stream(custom) => stream_config = custom,
+        Fault::Slow(delay) => tokio::time::sleep(*delay).await,
         Fault::Status(status) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(responses::error_for_status(status));
         }
-        Fault::RateLimited { retry_after } => return Ok(responses::rate_limited(retry_after)),
+        Fault::RateLimited { retry_after } => return Ok(responses::rate_limited(*retry_after)),
         Fault::QuotaExhausted => return Ok(responses::quota_exhausted()),
         Fault::Reset => return Err(SimulatedReset),
         Fault::Stall => {
@@ -203,7 +205,7 @@ async fn apply(
             stall_limit: config.stall_limit,
             open_streams: shared.open_streams.clone(),
         };
-        return Ok(responses::stream(plan, &config.stream));
+        return Ok(responses::stream(plan, stream_config));
     }
     Ok(responses::completion(
         &config.name,
