@@ -741,3 +741,121 @@ async fn reset_keeps_transitions_and_calls() {
         "3",
     );
 }
+
+/// A tracing subscriber that keeps every event's level, message and fields.
+#[derive(Clone, Default)]
+struct EventLog {
+    events: Arc<std::sync::Mutex<Vec<LoggedEvent>>>,
+}
+
+#[derive(Debug, Clone)]
+struct LoggedEvent {
+    level: tracing::Level,
+    fields: BTreeMap<String, String>,
+}
+
+impl EventLog {
+    fn with_message(&self, message: &str) -> Vec<LoggedEvent> {
+        let events = self.events.lock().unwrap();
+        events
+            .iter()
+            .filter(|event| event.fields.get("message").map(String::as_str) == Some(message))
+            .cloned()
+            .collect()
+    }
+}
+
+struct FieldVisitor<'a>(&'a mut BTreeMap<String, String>);
+
+impl tracing::field::Visit for FieldVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl tracing::Subscriber for EventLog {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut FieldVisitor(&mut fields));
+        self.events.lock().unwrap().push(LoggedEvent {
+            level: *event.metadata().level(),
+            fields,
+        });
+    }
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+// The tracing events of an opening circuit and of its rejections, next to the metrics that
+// count the same rejections.
+#[tokio::test(start_paused = true)]
+async fn circuit_rejection_events_are_rate_limited() {
+    const TOML: &str = r#"
+        [providers.down.circuit_breaker]
+        failure_threshold = 1
+        timeout = "60s"
+
+        [providers.down.retry]
+        max_retries = 0
+    "#;
+    let log = EventLog::default();
+    let _default = tracing::subscriber::set_default(log.clone());
+    let mut registry = Registry::default();
+    let manager = manager(TOML, &mut registry);
+    let call = || {
+        manager.execute("down", |_| async {
+            Err::<(), _>(UpstreamError::Unavailable)
+        })
+    };
+
+    let _ = call().await;
+    let opened = log.with_message("circuit opened");
+    assert_eq!(opened.len(), 1);
+    assert_eq!(opened[0].level, tracing::Level::WARN);
+    assert_eq!(opened[0].fields["provider"], "down");
+    assert_eq!(opened[0].fields["reason"], "1 consecutive failures");
+
+    // Ten events a second are logged; the rest are counted.
+    for _ in 0..15 {
+        assert_eq!(call().await.unwrap_err().kind(), CallErrorKind::CircuitOpen);
+    }
+    let rejected = log.with_message("circuit breaker rejected a call");
+    assert_eq!(rejected.len(), 10);
+    assert!(rejected
+        .iter()
+        .all(|event| event.level == tracing::Level::DEBUG));
+    assert_eq!(rejected[0].fields["provider"], "down");
+    assert_eq!(rejected[0].fields["remaining_ms"], "60000");
+
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let _ = call().await;
+    let rejected = log.with_message("circuit breaker rejected a call");
+    assert_eq!(rejected.len(), 11);
+    assert_eq!(rejected[10].fields["suppressed"], "5");
+    assert_eq!(rejected[10].fields["remaining_ms"], "59000");
+
+    let scraped = samples(&scrape(&registry));
+    assert_sample(
+        &scraped,
+        "circuit_breaker_rejections_total{provider=\"down\"}",
+        "16",
+    );
+}
