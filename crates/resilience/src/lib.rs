@@ -28,11 +28,17 @@ pub mod error;
 pub mod fallback;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
+mod integration;
 mod log_limit;
 pub mod manager;
 pub mod metrics;
 pub mod outcome;
+#[cfg(feature = "reqwest-middleware")]
+pub mod reqwest_middleware;
 pub mod retry;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit, BulkheadStats};
 pub use circuit_breaker::{
