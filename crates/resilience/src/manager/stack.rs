@@ -231,6 +231,7 @@ impl ProviderStack {
         let attempt = Attempt::new(&self.name, number);
         let result = operation(&attempt).await;
         if let (Some(metrics), Some(started)) = (&self.metrics, call_started) {
+            // NOTE: a deferred call (a stream) is timed until it starts, not until it ends.
             metrics.call_duration.observe(started.elapsed());
         }
         let outcome = classifier.classify(&result);

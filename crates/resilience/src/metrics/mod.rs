@@ -33,6 +33,10 @@
 //! A pattern that the configuration turned off has no series: with the bulkhead off there is no
 //! `bulkhead_*` series, for example.
 //!
+//! A deferred call (see [`Attempt::defer`](crate::Attempt::defer)) is counted in `calls_total` and
+//! timed in `call_duration_seconds` when its operation returns, before the stream ends; its
+//! bulkhead slot counts in `bulkhead_active_requests` until the stream ends.
+//!
 //! # Names
 //!
 //! OpenMetrics names a counter family without its `_total` suffix and writes each sample with
