@@ -566,3 +566,22 @@ async fn thousands_of_cancellations_leak_no_permit() {
     drop(permits);
     assert_eq!(bulkhead.stats().active, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn longest_queue_timeout_waits_without_panic() {
+    let bulkhead = bulkhead(1, 1, Duration::MAX);
+    let held = bulkhead.acquire().await.unwrap();
+    let waiter = tokio::spawn({
+        let bulkhead = bulkhead.clone();
+        async move { bulkhead.acquire().await.map(|permit| permit.waited()) }
+    });
+
+    tokio::time::sleep(Duration::from_secs(365 * 24 * 3_600)).await;
+    assert_eq!(bulkhead.stats().queued, 1);
+    drop(held);
+
+    assert_eq!(
+        waiter.await.unwrap(),
+        Ok(Duration::from_secs(365 * 24 * 3_600))
+    );
+}
