@@ -16,7 +16,7 @@
 //!
 //! | name | type | labels | meaning |
 //! |---|---|---|---|
-//! | `circuit_breaker_state` | gauge | provider | 0 closed, 1 half-open, 2 open |
+//! | `circuit_breaker_state` | gauge | provider | 0 closed, 1 half-open, 2 open; an open circuit whose open period ended shows 2 until the next call moves it to half-open |
 //! | `circuit_breaker_transitions_total` | counter | provider, from, to | state changes; `from` and `to` are `closed`, `half_open` or `open` |
 //! | `circuit_breaker_rejections_total` | counter | provider | calls rejected because the circuit was open, or half-open with every probe slot taken |
 //! | `bulkhead_active_requests` | gauge | provider | calls holding a slot, running streams included |
