@@ -55,7 +55,7 @@
 //! metrics all start at zero.
 //!
 //! The registry type is prometheus-client 0.23's, re-exported as
-//! [`prometheus_client`](self::prometheus_client) so that an application can use the same version.
+//! [`prometheus_client`] so that an application can use the same version.
 
 mod collector;
 mod histogram;
