@@ -117,8 +117,10 @@ pub(crate) enum Finished<R, E> {
         /// The response, as the service returned it.
         response: R,
         /// Its classification: a failure or neutral.
+        #[cfg_attr(not(feature = "tower"), allow(dead_code))]
         outcome: Outcome,
         /// The call's provider, attempts and retry-after hint.
+        #[cfg_attr(not(feature = "tower"), allow(dead_code))]
         report: FailureReport,
     },
     /// The call failed: the service's error, or a rejection by the manager.
