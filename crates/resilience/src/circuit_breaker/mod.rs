@@ -450,11 +450,14 @@ impl Inner {
         }
     }
 
-    /// A result from a call admitted in an earlier epoch changes no state. A retry-after hint it
-    /// carries can still extend an open period, never shorten it.
+    /// A result from a call admitted in an earlier epoch changes no state. The retry-after hint of
+    /// a failure that trips the circuit can still extend an open period, never shorten it.
     fn record_late(&self, word: Word, outcome: Outcome) {
         self.counters.late_results.fetch_add(1, Ordering::Relaxed);
-        let hint = outcome.as_failure().and_then(|failure| failure.retry_after);
+        let hint = outcome
+            .as_failure()
+            .filter(|failure| failure.trips_circuit)
+            .and_then(|failure| failure.retry_after);
         self.extend_open(word, hint);
     }
 
