@@ -621,6 +621,24 @@ async fn later_hint_only_extends_open_period() {
     assert!(breaker.try_acquire().is_ok());
 }
 
+#[tokio::test(start_paused = true)]
+async fn late_non_tripping_hint_is_ignored() {
+    let breaker = breaker(config(1, 1, 1));
+    let admitted_while_closed = breaker.try_acquire().unwrap();
+    fail(&breaker, 1);
+
+    // A failure that does not count against the circuit says nothing about the provider.
+    admitted_while_closed.record(Outcome::Failure(
+        Failure::new(FailureClass::Rejected)
+            .trips_circuit(false)
+            .with_retry_after(Some(Duration::from_secs(600))),
+    ));
+
+    assert_eq!(breaker.remaining_open(), Some(TIMEOUT));
+    assert_eq!(breaker.stats().ignored_failures, 1);
+    assert_eq!(breaker.stats().late_results, 1);
+}
+
 // --- Late results -------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
