@@ -64,7 +64,7 @@ impl Default for Failure {
 }
 
 impl FlakyServer {
-    /// Makes the next `count` calls answer `status`, with `retry_after` as their `Retry-After`.
+    /// Makes the next `count` calls fail with `status`, with `retry_after` as their `Retry-After`.
     pub fn fail_next(&self, count: u32, status: StatusCode, retry_after: Option<&'static str>) {
         *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Failure {
             status,

@@ -1,6 +1,6 @@
-//! What the tower layers and the reqwest middleware share: the request of each attempt, the
-//! classification of each attempt, and the conversion of the manager's result back into what the
-//! wrapped service or client returned.
+//! The parts that the tower layers and the reqwest middleware share: the request of each attempt,
+//! the classification of each attempt, and the conversion of the manager's result back into what
+//! the wrapped service or client returned.
 //!
 //! A service returns a failed HTTP response as `Ok`, while the manager retries and falls back only
 //! on `Err`. So each attempt is classified here, and an `Ok` that is not a success travels through
@@ -44,7 +44,7 @@ pub(crate) struct Unsuccessful<R, E> {
     returned: Returned<R, E>,
 }
 
-/// What an unsuccessful attempt returned.
+/// The value an unsuccessful attempt returned.
 #[derive(Debug)]
 pub(crate) enum Returned<R, E> {
     /// A response classified as a failure or as neutral, such as an HTTP 503 or 400.
@@ -109,7 +109,7 @@ impl<R, E> Classify<R, Unsuccessful<R, E>> for Recorded {
     }
 }
 
-/// How a call through the manager ended, with the service's own types back in place.
+/// The end of a call through the manager, with the service's own types back in place.
 #[derive(Debug)]
 pub(crate) enum Finished<R, E> {
     /// The service returned this response on the last attempt of the primary provider.

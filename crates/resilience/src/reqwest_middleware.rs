@@ -6,7 +6,7 @@
 //!   with the port when the URL names one (`api.openai.com`, `127.0.0.1:8080`).
 //! - Responses and errors are classified by an [`HttpClassifier`]: 5xx, 429 and transport errors
 //!   are retried, and a `Retry-After` (or `retry-after-ms`) hint sets the minimum wait before the
-//!   next attempt; a 4xx other than 408 and 429 is never retried.
+//!   next attempt. A 4xx other than 408 and 429 is never retried.
 //! - A request whose body cannot be cloned (`Request::try_clone` returns `None`, as for a
 //!   streaming body) is sent once and never retried; the breaker and bulkhead still apply.
 //!
@@ -231,12 +231,14 @@ struct ReqwestClassifier(HttpClassifier);
 impl Classify<Response, Error> for ReqwestClassifier {
     fn classify(&self, result: &Result<Response, Error>) -> Outcome {
         match result {
+            // NOTE: the body is not read, so a 429 that reports an exhausted quota is classified
+            // as a rate limit and retried until the retries run out.
             Ok(response) => self
                 .0
                 .classify_response(response.status(), response.headers(), None),
             Err(Error::Reqwest(error)) => self.0.classify_error(error),
-            // Another middleware failed: nothing says the provider did, and sending again would
-            // most likely fail the same way.
+            // Another middleware failed, not the provider, and sending again would most likely
+            // fail the same way.
             Err(Error::Middleware(_)) => Outcome::Failure(
                 Failure::new(FailureClass::Other)
                     .retryable(false)

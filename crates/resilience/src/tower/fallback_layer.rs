@@ -11,7 +11,7 @@ use crate::manager::Manager;
 /// when every attempt failed, the provider's fallback chain, as
 /// [`Manager::execute_with_fallback`] does.
 ///
-/// The service answers with [`Served`](crate::Served): the response and where it came from (the
+/// The service returns [`Served`](crate::Served): the response and where it came from (the
 /// primary, the fresh or stale cache, an alternate provider, or the degraded response). The
 /// response type must be the manager's `T`, because the cache stores it and the degraded response
 /// builds it; a response type that is not `Clone`, such as an `http::Response` with a streaming

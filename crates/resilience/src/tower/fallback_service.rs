@@ -1,8 +1,9 @@
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::future::ResponseFuture;
 use super::request::{CloneRequest, Route};
@@ -24,8 +25,8 @@ use crate::outcome::{Classify, Outcome};
 ///
 /// Each attempt, on the primary or on an alternate provider, calls a clone of the inner service
 /// with a copy of the request made by the layer's [`CloneRequest`] and addressed by its
-/// [`Route`]. A request that cannot be copied is sent once to the primary; after its failure
-/// the alternates are skipped, while the cache, stale and degraded strategies still apply.
+/// [`Route`]. A request that cannot be copied is sent once, to the primary. After its failure the
+/// alternates receive nothing, while the cache, stale and degraded strategies still apply.
 ///
 /// # Errors
 ///
@@ -85,7 +86,7 @@ where
                         route.route(&mut request, attempt.provider());
                         (request, sent_original)
                     });
-                let service = template
+                let mut service = template
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
@@ -93,7 +94,10 @@ where
                     let Some((request, sent_original)) = next else {
                         return Err(Unsuccessful::no_request());
                     };
-                    let result = service.oneshot(request).await;
+                    let result = match poll_fn(|cx| service.poll_ready(cx)).await {
+                        Ok(()) => service.call(request).await,
+                        Err(error) => Err(error),
+                    };
                     classify_attempt(classifier, result, sent_original)
                 }
             };

@@ -8,7 +8,7 @@ use crate::manager::CallError;
 /// The future of a call through [`ResilienceService`](super::ResilienceService) or
 /// [`FallbackService`](super::FallbackService).
 ///
-/// It owns everything the call needs, so it is `Send + 'static` and holds no borrow of the
+/// It owns everything the call needs, so it is `Send + 'static` and borrows nothing from the
 /// service. The call's attempts run inside it: one allocation per call boxes them.
 ///
 /// # Cancel safety

@@ -3,7 +3,7 @@
 //!
 //! - [`ResilienceLayer`] runs each call through the provider's retry loop, circuit breaker and
 //!   bulkhead, as [`Manager::execute`](crate::Manager::execute) does.
-//! - [`FallbackLayer`] adds the provider's fallback chain and answers with
+//! - [`FallbackLayer`] adds the provider's fallback chain and returns
 //!   [`Served`](crate::Served), as [`Manager::execute_with_fallback`](crate::Manager::execute_with_fallback)
 //!   does.
 //!

@@ -1,4 +1,4 @@
-//! How a layer gets a request for each attempt, and how it addresses an attempt to its provider.
+//! The copy of a request for each attempt, and its addressing to the attempt's provider.
 
 /// Makes a copy of a request for one attempt.
 ///
@@ -9,8 +9,8 @@
 ///
 /// The default, [`DefaultClone`], uses the request's `Clone` implementation. A closure
 /// `Fn(&Req) -> Option<Req>` implements this trait, so a request type that is not `Clone`, such as
-/// an `http::Request` with a streaming body, can still be retried when the closure knows how to
-/// copy some of them, for example those without a body. [`NoClone`] sends every request once.
+/// an `http::Request` with a streaming body, can still be retried when the closure can copy
+/// some of them, for example those without a body. [`NoClone`] sends every request once.
 ///
 /// # Examples
 ///
@@ -64,7 +64,7 @@ where
 ///
 /// The [`FallbackLayer`](super::FallbackLayer) sends the same request through the same inner
 /// service to every alternate provider, so the inner service can tell the providers apart only if
-/// the request says which one it is for. A closure `Fn(&mut Req, &str)` implements this trait and
+/// the request names the one it is for. A closure `Fn(&mut Req, &str)` implements this trait and
 /// receives each attempt's request with the name of its provider, the primary's included.
 ///
 /// # Examples

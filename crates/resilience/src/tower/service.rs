@@ -1,8 +1,9 @@
 use std::fmt;
+use std::future::poll_fn;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::future::ResponseFuture;
 use super::request::CloneRequest;
@@ -30,7 +31,7 @@ use crate::outcome::Classify;
 /// # Errors
 ///
 /// The future returns a [`CallError`] when the breaker or the bulkhead rejected the call, or when
-/// the last attempt returned an error; the inner service's error is then its
+/// the last attempt returned an error. In the second case the inner service's error is its
 /// [`source_error`](CallError::source_error). A response classified as a failure or as neutral is
 /// not an error: after the last attempt it is returned as `Ok`, as the inner service returned it.
 pub struct ResilienceService<S, T, C, K, P> {
@@ -75,7 +76,7 @@ where
             let classifier = &*classifier;
             let operation = |_: &crate::manager::Attempt<'_>| {
                 let next = slot.next(|request| clone_request.clone_request(request));
-                let service = template
+                let mut service = template
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
@@ -83,7 +84,10 @@ where
                     let Some((request, sent_original)) = next else {
                         return Err(Unsuccessful::no_request());
                     };
-                    let result = service.oneshot(request).await;
+                    let result = match poll_fn(|cx| service.poll_ready(cx)).await {
+                        Ok(()) => service.call(request).await,
+                        Err(error) => Err(error),
+                    };
                     classify_attempt(classifier, result, sent_original)
                 }
             };
