@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// An invalid gateway configuration. The message names the key and says what is accepted.
+/// An invalid gateway configuration. The message names the key and states what is accepted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -88,7 +88,7 @@ pub struct GatewayConfig {
     pub server: ServerConfig,
     /// The timeouts of every upstream attempt.
     pub timeouts: Timeouts,
-    /// The degraded answer's settings.
+    /// The degraded response's settings.
     pub degraded: DegradedConfig,
     /// The upstream providers, in the order written.
     pub upstreams: Vec<UpstreamConfig>,
@@ -107,7 +107,7 @@ pub struct ServerConfig {
     /// The environment variable holding the bearer token of the `/admin` routes. Without it, the
     /// admin routes reject every request.
     pub admin_token_env: Option<String>,
-    /// The longest one client request may take, retries and fallbacks included (default 10 min).
+    /// The maximum time one client request may take, retries and fallbacks included (default 10 min).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
@@ -159,7 +159,7 @@ impl Default for Timeouts {
     }
 }
 
-/// Settings of the degraded answer, served when the `degraded` fallback strategy runs.
+/// Settings of the degraded response, served when the `degraded` fallback strategy runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DegradedConfig {
@@ -383,7 +383,7 @@ fn validate_base_url(base_url: &str) -> Result<(), String> {
 }
 
 /// Builds the library's configuration: every upstream gets a `providers.<name>` table, with its own
-/// `resilience` overrides merged over whatever `[resilience.providers.<name>]` says.
+/// `resilience` overrides merged over whatever `[resilience.providers.<name>]` states.
 fn merge_resilience(
     mut table: toml::Table,
     upstreams: &[UpstreamConfig],
@@ -451,4 +451,3 @@ fn merge_tables(base: &mut toml::Table, overrides: toml::Table) {
         }
     }
 }
-

@@ -2,7 +2,7 @@
 //! and the fault-injecting mock provider that its tests and demo run against.
 //!
 //! A request flows one way: [`routes`] → the library's `Manager` → [`upstream`] → the provider,
-//! and back through [`streaming`] for a streamed answer.
+//! and back through [`streaming`] for a streamed response.
 //!
 //! - [`config`]: the TOML configuration, validated at start.
 //! - [`gateway`]: the shared state and the HTTP server.

@@ -85,7 +85,7 @@ impl Metrics {
     }
 
     /// Counts a request that ended with `status`, served from `source` (`primary`, `cache`,
-    /// `stale`, `provider`, `degraded`, or `error` when the gateway answered with an error).
+    /// `stale`, `provider`, `degraded`, or `error` when the gateway responded with an error).
     pub fn request_finished(&self, source: &'static str, status: u16, elapsed: Duration) {
         self.requests
             .get_or_create(&RequestLabels { source, status })

@@ -17,12 +17,12 @@ use crate::gateway::Gateway;
 use crate::streaming;
 use crate::upstream::{Reply, UpstreamCall, UpstreamError};
 
-/// The provider whose answer was served (for the cache, the one that produced it).
+/// The provider whose response was served (for the cache, the one that produced it).
 pub const PROVIDER_HEADER: HeaderName = HeaderName::from_static("x-gateway-provider");
 /// The number of upstream attempts the request made, on every provider tried.
 pub const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-gateway-attempts");
-/// Where the answer came from: `primary`, `cache`, `stale`, `provider` (an alternate) or
-/// `degraded`. A cached answer also carries `Age` in seconds.
+/// Where the response came from: `primary`, `cache`, `stale`, `provider` (an alternate) or
+/// `degraded`. A cached response also carries `Age` in seconds.
 pub const SOURCE_HEADER: HeaderName = HeaderName::from_static("x-gateway-source");
 
 /// The parts of a chat request the gateway reads; the body goes upstream unchanged.
@@ -81,7 +81,7 @@ fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
 }
 
 /// Returns the fallback cache key: a hash of the caller's `Authorization` header, so one tenant
-/// never reads another's answers, and a hash of the model and the body. Neither the credential nor
+/// never reads another's responses, and a hash of the model and the body. Neither the credential nor
 /// the body appears in the key.
 pub fn cache_key(authorization: Option<&[u8]>, model: &str, body: &[u8]) -> String {
     let tenant = Sha256::digest(authorization.unwrap_or(b""));
@@ -310,7 +310,7 @@ fn insert_header(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-/// Returns the degraded answer: a valid `chat.completion` whose message is `message`.
+/// Returns the degraded response: a valid `chat.completion` whose message is `message`.
 pub fn degraded_completion(model: &str, message: &str) -> Value {
     json!({
         "id": "chatcmpl-degraded",

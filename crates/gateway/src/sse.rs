@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-/// The longest line accepted from an upstream stream. A longer one ends the stream as broken
+/// The maximum length of a line from an upstream stream. A longer one ends the stream as broken
 /// instead of growing the buffer without bound.
 pub const MAX_LINE_BYTES: usize = 1024 * 1024;
 

@@ -29,7 +29,7 @@ pub struct Upstream {
     /// The URL of its chat completions endpoint.
     pub url: String,
     api_key: Option<String>,
-    /// The models it serves; the first is used when it stands in for another provider's model.
+    /// The models it serves; the first is used when it serves as an alternate for another provider's model.
     pub models: Vec<String>,
 }
 
@@ -57,7 +57,7 @@ impl Upstream {
     }
 
     /// Returns the request body for this upstream: `body` unchanged when it serves `model`, or
-    /// with `model` replaced by this upstream's first model when it stands in as an alternate.
+    /// with `model` replaced by this upstream's first model when it serves as an alternate.
     pub fn body_for(&self, model: &str, body: &Bytes) -> Bytes {
         if self.models.iter().any(|served| served == model) {
             return body.clone();
@@ -146,7 +146,7 @@ pub struct CommittedStream {
     pub parser: SseParser,
     /// Keeps the breaker permit and the bulkhead slot until the stream ends.
     pub handle: Option<OutcomeHandle>,
-    /// The longest gap between two upstream reads.
+    /// The maximum gap between two upstream reads.
     pub idle: std::time::Duration,
     /// When the attempt times out.
     pub deadline: Instant,
@@ -165,7 +165,7 @@ impl fmt::Debug for CommittedStream {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum UpstreamError {
-    /// The upstream answered with a status other than 2xx.
+    /// The upstream responded with a status other than 2xx.
     #[error("upstream responded with status {status}")]
     Status {
         /// The status.

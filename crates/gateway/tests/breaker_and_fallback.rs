@@ -1,5 +1,5 @@
 //! The circuit breaker through the gateway, and every fallback: an alternate provider, the fresh and
-//! stale cache (isolated per tenant), and the degraded answer.
+//! stale cache (isolated per tenant), and the degraded response.
 
 mod common;
 
@@ -203,7 +203,7 @@ async fn fresh_then_stale_cache() {
     assert_eq!(cached, original);
 
     // The circuit opened on the failures above; close it so the next request reaches the primary,
-    // fails again, and finds the answer older than cache_ttl (60 ms).
+    // fails again, and finds the response older than cache_ttl (60 ms).
     gateway.gateway.manager().reset_provider("primary");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let response = gateway.chat(MODEL, "alice").await;

@@ -98,7 +98,7 @@ async fn retry_after_honoured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_retry_after_returned_to_client() {
     let gateway = TestGateway::start("").await;
-    // Longer than max_backoff (300 ms): waiting is not worth it, so the gateway answers at once.
+    // Longer than max_backoff (300 ms): waiting is not worth it, so the gateway responses at once.
     gateway.primary.push_faults([Fault::RateLimited {
         retry_after: Some(Duration::from_secs(2)),
     }]);

@@ -9,9 +9,9 @@ use tokio::time::Instant;
 
 /// The distinct prompts of the load, so that some requests repeat and the cache can serve them.
 const PROMPTS: usize = 150;
-/// The distinct tenants of the load; each has its own cached answers.
+/// The distinct tenants of the load; each has its own cached responses.
 const TENANTS: usize = 4;
-/// The longest the demo's client waits for one response.
+/// The maximum time the demo's client waits for one response.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The result of one request.
@@ -78,7 +78,7 @@ async fn send(client: &reqwest::Client, url: &str, model: &str, index: usize) ->
                 .get("x-gateway-source")
                 .and_then(|value| value.to_str().ok())
                 .map(str::to_owned);
-            // Reads the body so the latency covers the whole answer; a broken body is a failure.
+            // Reads the body so the latency covers the whole response; a broken body is a failure.
             match response.bytes().await {
                 Ok(_) => (Some(status), source),
                 Err(_) => (None, None),

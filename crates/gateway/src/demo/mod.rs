@@ -20,9 +20,9 @@ use crate::config::GatewayConfig;
 use crate::mock::MockProvider;
 use crate::Gateway;
 
-/// The most requests a demo run accepts, to keep it bounded.
+/// The maximum number of requests a demo run accepts, to keep it bounded.
 pub const MAX_REQUESTS: usize = 100_000;
-/// The most requests in flight a demo run accepts.
+/// The maximum number of requests in flight a demo run accepts.
 pub const MAX_CONCURRENCY: usize = 256;
 
 /// Options of the `demo` command.

@@ -27,9 +27,9 @@ pub struct DemoReport {
 /// The results of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    /// Requests answered with 200 by a provider or from the cache.
+    /// Requests that got a 200 from a provider or from the cache.
     pub succeeded: usize,
-    /// Requests answered with the degraded message.
+    /// Requests that got the degraded message.
     pub degraded: usize,
     /// Requests that got an error or no response.
     pub failed: usize,

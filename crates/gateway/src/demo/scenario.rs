@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use crate::mock::{MockConfig, MockProvider};
 
-/// The model the load asks for; the primary provider serves it.
+/// The model the load requests; the primary provider serves it.
 pub(super) const MODEL: &str = "demo-model";
 
 /// When the primary provider is down, measured from its start.
 pub(super) const OUTAGE: std::ops::Range<Duration> =
     Duration::from_millis(800)..Duration::from_millis(1600);
 
-/// The primary provider: a share of 503s, 429s with `Retry-After`, resets, slow answers, and an
+/// The primary provider: a share of 503s, 429s with `Retry-After`, resets, slow responses, and an
 /// outage window.
 pub(super) fn primary(seed: u64) -> MockConfig {
     MockConfig {

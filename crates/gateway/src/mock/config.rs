@@ -1,12 +1,12 @@
-//! What a mock provider does: its answer, its random faults, its outage windows and its streams.
+//! What a mock provider does: its response, its random faults, its outage windows and its streams.
 
 use std::ops::Range;
 use std::time::Duration;
 
-/// One fault, or a normal answer, that a mock provider applies to one request.
+/// One fault, or a normal response, that a mock provider applies to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
-    /// A normal answer after the configured latency.
+    /// A normal response after the configured latency.
     None,
     /// An OpenAI-shaped error with this status, such as 503, 400 or 401.
     Status(u16),
@@ -15,22 +15,22 @@ pub enum Fault {
         /// The hint sent in `Retry-After`.
         retry_after: Option<Duration>,
     },
-    /// A 429 whose body says the quota is exhausted (`insufficient_quota`).
+    /// A 429 whose body states the quota is exhausted (`insufficient_quota`).
     QuotaExhausted,
     /// The connection is closed after the request was read, without any response.
     Reset,
-    /// A normal answer after this extra delay.
+    /// A normal response after this extra delay.
     Slow(Duration),
     /// No response until [`MockConfig::stall_limit`] passes or the client goes away.
     Stall,
-    /// A normal answer; a streamed one behaves as this [`StreamConfig`] says.
+    /// A normal response; a streamed one follows this [`StreamConfig`].
     Stream(StreamConfig),
 }
 
 /// Settings of a mock provider.
 ///
 /// Shares are probabilities in `[0, 1]`, drawn per request in this order: reset, 503, 429, slow.
-/// Their sum should stay at or below 1; whatever is left is a normal answer.
+/// Their sum should stay at or below 1; whatever is left is a normal response.
 ///
 /// # Examples
 ///
@@ -48,21 +48,21 @@ pub enum Fault {
 /// ```
 #[derive(Debug, Clone)]
 pub struct MockConfig {
-    /// The provider's name, used in its answers' `id` and content.
+    /// The provider's name, used in its responses' `id` and content.
     pub name: String,
     /// The seed of the fault draws; the same seed gives the same fault for the same request index.
     pub seed: u64,
-    /// The text of every answer.
+    /// The text of every response.
     pub reply: String,
-    /// The delay before every answer.
+    /// The delay before every response.
     pub latency: Duration,
-    /// The share of requests answered after [`slow_latency`](Self::slow_latency) more.
+    /// The share of requests that get their response after [`slow_latency`](Self::slow_latency) more.
     pub slow_share: f64,
-    /// The extra delay of a slow answer.
+    /// The extra delay of a slow response.
     pub slow_latency: Duration,
-    /// The share of requests answered with 503.
+    /// The share of requests that get 503.
     pub server_error_share: f64,
-    /// The share of requests answered with a 429 rate-limit error.
+    /// The share of requests that get a 429 rate-limit error.
     pub rate_limit_share: f64,
     /// The `Retry-After` sent with a random 429.
     pub rate_limit_retry_after: Option<Duration>,
@@ -77,9 +77,9 @@ pub struct MockConfig {
     pub quota_exhausted: bool,
     /// The API key the provider expects as `Authorization: Bearer KEY`; `None` accepts any request.
     pub api_key: Option<String>,
-    /// The longest a stalled request or stream waits before the provider gives up on it.
+    /// The maximum time a stalled request or stream waits before the provider gives up on it.
     pub stall_limit: Duration,
-    /// How streamed answers behave.
+    /// The behaviour of streamed responses.
     pub stream: StreamConfig,
 }
 
@@ -113,7 +113,7 @@ impl Default for MockConfig {
     }
 }
 
-/// How a mock provider streams an answer (`"stream": true`).
+/// The behaviour of a streamed mock response (`"stream": true`).
 ///
 /// A stream sends a role-only chunk, the reply split into [`chunks`](Self::chunks) content
 /// chunks, a chunk with `finish_reason: "stop"`, and `data: [DONE]`.

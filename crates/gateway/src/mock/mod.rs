@@ -2,7 +2,7 @@
 //!
 //! It serves `POST /v1/chat/completions`, plain and streamed, and injects the faults a real
 //! provider shows: 503s, 429s with `Retry-After`, quota-exhausted 429s, connection resets, slow
-//! answers, outage windows, any 4xx, and streams that break, stall, carry an in-band error or end
+//! responses, outage windows, any 4xx, and streams that break, stall, carry an in-band error or end
 //! without a `finish_reason`. Faults come from a script first ([`MockProvider::push_faults`]),
 //! then from seeded random draws ([`MockConfig`]), so a seed gives the same fault to the same
 //! request number on every run.
@@ -104,7 +104,7 @@ impl MockProvider {
         self.shared.requests.load(Ordering::SeqCst)
     }
 
-    /// Returns the number of streamed answers whose body is still open.
+    /// Returns the number of streamed responses whose body is still open.
     pub fn open_streams(&self) -> u64 {
         self.shared.open_streams.load(Ordering::SeqCst)
     }

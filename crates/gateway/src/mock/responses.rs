@@ -18,7 +18,7 @@ use super::config::StreamConfig;
 
 pub(super) type MockBody = BoxBody<Bytes, io::Error>;
 
-/// The completion's `created` field: a fixed time, so answers are the same on every run.
+/// The completion's `created` field: a fixed time, so responses are the same on every run.
 const CREATED: u64 = 1_700_000_000;
 
 pub(super) fn completion(
@@ -108,7 +108,7 @@ fn full(text: String) -> MockBody {
         .boxed()
 }
 
-/// What a streamed answer needs to know besides its [`StreamConfig`].
+/// What a streamed response needs to know besides its [`StreamConfig`].
 pub(super) struct StreamPlan {
     pub(super) provider: String,
     pub(super) model: String,
@@ -118,7 +118,7 @@ pub(super) struct StreamPlan {
     pub(super) open_streams: Arc<AtomicU64>,
 }
 
-/// One step of a streamed answer.
+/// One step of a streamed response.
 enum Step {
     Event(Value),
     Done,
