@@ -46,8 +46,8 @@ impl Gateway {
     /// Builds the gateway from a validated configuration.
     ///
     /// `env` looks up environment variables (the API keys and the admin token); pass
-    /// `|name| std::env::var(name).ok()` in production. `registry` receives the gateway's metrics,
-    /// and may already hold other collectors to serve on `/metrics`.
+    /// `|name| std::env::var(name).ok()` in production. `registry` receives the manager's and the
+    /// gateway's metrics, and may already hold other collectors to serve on `/metrics`.
     ///
     /// # Errors
     ///
@@ -96,6 +96,7 @@ impl Gateway {
                         .into(),
                 }))
             }))
+            .metrics(&mut registry)
             .build()?;
 
         let client = reqwest::Client::builder()
@@ -105,7 +106,6 @@ impl Gateway {
                 ConfigError::Parse(format!("failed to build the HTTP client: {error}"))
             })?;
         let metrics = Metrics::register(&mut registry);
-        // TODO: register the library's Prometheus collector for the manager here once it exists.
 
         Ok(Gateway {
             state: Arc::new(State {

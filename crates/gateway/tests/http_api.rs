@@ -137,6 +137,14 @@ async fn health_stats_metrics_models() {
         text.contains(r#"gateway_requests_total{source="primary",status="200"} 1"#),
         "{text}"
     );
+    assert!(
+        text.contains(r#"circuit_breaker_state{provider="primary"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"calls_total{provider="primary",outcome="success"} 1"#),
+        "{text}"
+    );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
 
     let models: Value = gateway
