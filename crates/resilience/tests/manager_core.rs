@@ -587,3 +587,68 @@ fn bulkhead_rejections(stats: &resilience::ManagerStats, provider: &str) -> u64 
         .expect("bulkhead enabled");
     bulkhead.rejected_full + bulkhead.rejected_queue_timeout
 }
+
+/// A response type whose failures arrive as `Ok`, as HTTP responses do.
+#[derive(Debug, Clone, PartialEq)]
+struct Status(u16);
+
+fn classify_status(result: &Result<Status, std::convert::Infallible>) -> Outcome {
+    match result {
+        Ok(Status(200)) => Outcome::Success,
+        Ok(Status(400)) => Outcome::Neutral(resilience::NeutralReason::CallerError),
+        Ok(_) => Outcome::failure(FailureClass::Server),
+        Err(never) => match *never {},
+    }
+}
+
+type StatusClassifier = fn(&Result<Status, std::convert::Infallible>) -> Outcome;
+
+fn status_manager(toml: &str) -> Manager<Status, StatusClassifier> {
+    Manager::builder(config(toml))
+        .classifier(classify_status as StatusClassifier)
+        .build()
+        .expect("manager builds")
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_classified_failure_is_retried() {
+    let manager = status_manager("[defaults.retry]\nmax_retries = 2\njitter = false\n");
+    let calls = AtomicU32::new(0);
+    let result = manager
+        .execute("llm", |_| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move { Ok(if n < 2 { Status(503) } else { Status(200) }) }
+        })
+        .await;
+    assert_eq!(result.ok(), Some(Status(200)));
+    assert_eq!(calls.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_classified_failure_is_not_cached() {
+    let manager = status_manager("[defaults.retry]\nmax_retries = 1\njitter = false\n");
+    let calls = AtomicU32::new(0);
+    let error = manager
+        .execute_with_fallback("llm", Some("k"), |_| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async { Ok(Status(503)) }
+        })
+        .await
+        .expect_err("every attempt failed");
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    assert_eq!(error.kind(), CallErrorKind::Failed(FailureClass::Server));
+    assert!(error.source_error().is_none());
+    assert_eq!(manager.stats().providers["llm"].cache_entries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ok_classified_neutral_returns_uncached() {
+    let manager = status_manager("[defaults.retry]\nmax_retries = 2\n");
+    let served = manager
+        .execute_with_fallback("llm", Some("k"), |_| async { Ok(Status(400)) })
+        .await
+        .expect("the caller's error response comes back");
+    assert_eq!(served.value, Status(400));
+    assert_eq!(served.attempts, 1);
+    assert_eq!(manager.stats().providers["llm"].cache_entries, 0);
+}

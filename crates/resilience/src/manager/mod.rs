@@ -288,6 +288,11 @@ where
     /// The response type `R` is free: it need not be the manager's `T`, so a call that returns a
     /// stream can use it.
     ///
+    /// The classifier decides, not `Ok` or `Err`: an `Ok` value that it calls a failure (an HTTP
+    /// 503 response, say) is retried like an error and dropped if the call still fails, so the
+    /// error's [`source_error`](CallError::source_error) is `None`. Return such a response as `Err`
+    /// to keep it. An `Ok` value that it calls neutral comes back as it is.
+    ///
     /// # Cancel safety
     ///
     /// Dropping the returned future stops the call: the running attempt's breaker admission counts
@@ -324,7 +329,7 @@ where
         let request = RequestGuard::new(&stack.counters);
         let mut trail = Trail::default();
         match stack.run(classifier, &operation, &mut trail).await {
-            Ok(value) => {
+            Ok((value, _)) => {
                 request.finish(&stack.counters.succeeded);
                 Ok(value)
             }
@@ -386,8 +391,10 @@ where
         let mut trail = Trail::default();
 
         let failure = match stack.run(classifier, &operation, &mut trail).await {
-            Ok(value) => {
-                if let (Some(key), Some(cache)) = (cache_key, &entry.cache) {
+            Ok((value, outcome)) => {
+                if let (Some(key), Some(cache), true) =
+                    (cache_key, &entry.cache, outcome.is_success())
+                {
                     cache.insert(key, value.clone());
                 }
                 request.finish(&counters.succeeded);
@@ -496,7 +503,7 @@ where
             let Ok(entry) = self.entry::<E>(name) else {
                 continue;
             };
-            if let Ok(value) = entry.stack.run(classifier, operation, trail).await {
+            if let Ok((value, _)) = entry.stack.run(classifier, operation, trail).await {
                 return Some(Served {
                     value,
                     source: Source::Alternate {
@@ -725,7 +732,7 @@ fn call_error<E>(provider: &Arc<str>, failure: StackFailure<E>, trail: Trail) ->
     report.attempts = trail.failed;
     let source = match failure.error {
         AttemptError::Operation(error) => Some(error),
-        AttemptError::Rejected(_) => None,
+        AttemptError::Rejected(_) | AttemptError::Discarded => None,
     };
     CallError::new(report, source)
 }

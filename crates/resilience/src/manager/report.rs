@@ -70,7 +70,8 @@ impl CallCounters {
 pub struct RequestStats {
     /// Requests that ended.
     pub total: u64,
-    /// Requests the provider served, after retries or not.
+    /// Requests that returned the provider's response, after retries or not. A response that the
+    /// classifier calls the caller's error (neutral) counts here too, and is never cached.
     pub succeeded: u64,
     /// Requests that returned an error without a fallback serving them (the `error` strategy is
     /// counted under `fallbacks` instead).

@@ -43,6 +43,8 @@ pub struct ProviderStack {
 pub(crate) enum AttemptError<E> {
     Rejected(Rejection),
     Operation(E),
+    /// The operation returned a value that the classifier called a failure; it was dropped.
+    Discarded,
 }
 
 /// The final failure of a provider's attempts.
@@ -156,14 +158,15 @@ impl ProviderStack {
         self.counters.reset();
     }
 
-    /// Runs the retry loop: every attempt passes the breaker and takes a bulkhead slot; backoff
-    /// sleeps hold neither.
+    /// Runs the retry loop: every attempt passes the breaker and takes a bulkhead slot, and backoff
+    /// sleeps hold neither. Returns the value with its outcome: a success, or a neutral outcome
+    /// (such as a caller-error response), which is returned as it is.
     pub(crate) async fn run<R, E, C, F, Fut>(
         &self,
         classifier: &C,
         operation: &F,
         trail: &mut Trail,
-    ) -> Result<R, StackFailure<E>>
+    ) -> Result<(R, Outcome), StackFailure<E>>
     where
         C: Classify<R, E> + ?Sized,
         F: Fn(&Attempt<'_>) -> Fut,
@@ -192,9 +195,18 @@ impl ProviderStack {
                 None => Step::Stop,
             };
             match (step, result) {
-                (_, Ok(value)) => return Ok(value),
+                // A value the classifier calls a failure is retried and falls back like an error.
+                (_, Ok(value)) if !matches!(outcome, Outcome::Failure(_)) => {
+                    return Ok((value, outcome))
+                }
+                (Step::Stop, Ok(_)) => {
+                    return Err(StackFailure {
+                        outcome,
+                        error: AttemptError::Discarded,
+                    })
+                }
                 (Step::Stop, Err(error)) => return Err(StackFailure { outcome, error }),
-                (Step::RetryAfter(delay), Err(_)) => {
+                (Step::RetryAfter(delay), _) => {
                     tokio::time::sleep(delay).await;
                     number = number.saturating_add(1);
                 }
