@@ -255,6 +255,7 @@ impl CircuitBreaker {
 
 impl CircuitBreaker {
     /// Admits one call for the duration of a borrow, without cloning the shared state.
+    #[inline]
     pub(crate) fn admit(&self) -> Result<Admission<'_>, CircuitOpen> {
         let ticket = self.inner.admit()?;
         Ok(Admission {
@@ -274,6 +275,7 @@ pub(crate) struct Admission<'a> {
 
 impl Admission<'_> {
     /// Records the call's outcome.
+    #[inline]
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(ticket) = self.ticket.take() {
             self.inner.record(ticket, outcome);
@@ -288,6 +290,7 @@ impl Admission<'_> {
 }
 
 impl Drop for Admission<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             self.inner
@@ -297,6 +300,7 @@ impl Drop for Admission<'_> {
 }
 
 impl Inner {
+    #[inline]
     fn load(&self) -> Word {
         Word(self.word.load(Ordering::Acquire))
     }
@@ -310,7 +314,21 @@ impl Inner {
         Duration::from_nanos(until.saturating_sub(self.now_nanos()))
     }
 
+    /// Admits one call. The closed state is checked first and inline, because it is the hot path.
+    #[inline]
     pub(crate) fn admit(&self) -> Result<Ticket, CircuitOpen> {
+        let word = self.load();
+        if word.state() == CircuitState::Closed {
+            return Ok(Ticket {
+                epoch: word.epoch(),
+                probe: false,
+            });
+        }
+        self.admit_not_closed()
+    }
+
+    /// Admits one call when the circuit was last seen open or half-open. It may have closed since.
+    fn admit_not_closed(&self) -> Result<Ticket, CircuitOpen> {
         loop {
             let word = self.load();
             match word.state() {
