@@ -9,13 +9,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use prometheus_client::registry::Registry;
+use resilience::log_limit::LogLimit;
 use resilience::{DegradedResponse, Manager};
 use tokio::net::TcpListener;
 
 use crate::config::{ConfigError, GatewayConfig, Timeouts};
 use crate::metrics::Metrics;
+use crate::routes;
 use crate::upstream::{CompleteReply, GatewayClassifier, Reply, Upstream};
-use crate::{log_limit::LogLimit, routes};
 
 /// The manager type of the gateway.
 pub type GatewayManager = Manager<Reply, GatewayClassifier>;

@@ -27,7 +27,6 @@ pub mod config;
 pub mod demo;
 pub mod errors;
 pub mod gateway;
-mod log_limit;
 pub mod metrics;
 pub mod mock;
 pub mod routes;

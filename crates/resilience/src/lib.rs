@@ -30,7 +30,7 @@ pub mod fallback;
 pub mod http;
 #[cfg(any(feature = "tower", feature = "reqwest-middleware"))]
 mod integration;
-mod log_limit;
+pub mod log_limit;
 pub mod manager;
 pub mod metrics;
 pub mod outcome;

@@ -1,16 +1,30 @@
 //! A limit on log events that can repeat on every request, such as rejections and retries.
+//!
+//! The patterns use it for their own events; it is public so that an application built on them can
+//! limit its per-request warnings the same way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::time::Instant;
 
 /// Events allowed per one-second window before the rest are counted instead of logged.
-const EVENTS_PER_SECOND: u64 = 10;
+pub const EVENTS_PER_SECOND: u64 = 10;
 
 /// Allows at most [`EVENTS_PER_SECOND`] events a second and counts the suppressed ones, so that the
 /// next event allowed can report how many were left out.
+///
+/// # Examples
+///
+/// ```
+/// use resilience::log_limit::LogLimit;
+///
+/// let limit = LogLimit::default();
+/// if let Some(suppressed) = limit.allow() {
+///     tracing::warn!(suppressed, "upstream failed");
+/// }
+/// ```
 #[derive(Debug)]
-pub(crate) struct LogLimit {
+pub struct LogLimit {
     base: Instant,
     /// The current window's second (since `base`) in the high 32 bits, its event count in the low 32.
     window: AtomicU64,
@@ -30,7 +44,7 @@ impl Default for LogLimit {
 impl LogLimit {
     /// Returns `Some(suppressed)` when the event may be logged, with the number of events left out
     /// since the last one logged, or `None` when it is left out.
-    pub(crate) fn allow(&self) -> Option<u64> {
+    pub fn allow(&self) -> Option<u64> {
         let second = Instant::now()
             .saturating_duration_since(self.base)
             .as_secs()
