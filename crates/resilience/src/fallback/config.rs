@@ -65,7 +65,8 @@ impl Strategy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FallbackConfig {
-    /// The order in which strategies are tried (default: cache, stale, provider, error).
+    /// The order in which strategies are tried (default: cache, provider, stale, error, so that a
+    /// fresh answer from an alternate provider wins over a stale cached one).
     /// `degraded` needs a degraded response set on the manager's builder.
     pub strategies: Vec<Strategy>,
     /// Whether successful responses are cached and served fresh (default true).
@@ -89,8 +90,8 @@ impl Default for FallbackConfig {
         FallbackConfig {
             strategies: vec![
                 Strategy::Cache,
-                Strategy::Stale,
                 Strategy::Provider,
+                Strategy::Stale,
                 Strategy::Error,
             ],
             enable_cache: true,
