@@ -51,7 +51,7 @@ where
         .unwrap_or_default()
 }
 
-/// The calls of one thread on a tower service: `ready().await`, then `call()`.
+/// Returns the calls of one thread on a tower service: `ready().await`, then `call()`.
 fn tower_calls<S>(
     service: S,
 ) -> impl Fn(u64) -> std::pin::Pin<Box<dyn Future<Output = ()>>> + Clone + Send
@@ -156,7 +156,7 @@ fn bulkhead(c: &mut Criterion) {
 }
 
 fn config() -> Criterion {
-    // Short defaults, as in `overhead.rs`; command-line flags still override them.
+    // Short defaults, as in `overhead.rs`. Command-line flags still override them.
     Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))

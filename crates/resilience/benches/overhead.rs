@@ -207,7 +207,7 @@ fn manager(c: &mut Criterion) {
     group.finish();
 }
 
-/// A cache hit served by `execute_with_fallback`, after the primary failed and after an open
+/// Times a cache hit served by `execute_with_fallback`, after the primary failed and after an open
 /// circuit rejected it. Retries are off so that no backoff sleep is timed.
 fn fallback_cache_hit(c: &mut Criterion) {
     let runtime = current_thread_runtime();

@@ -2,7 +2,7 @@
 //!
 //! The allocator counts only the allocations of the thread that makes them, so tests running in
 //! parallel on other threads do not disturb a count. Every call is polled once with a no-op waker,
-//! outside any runtime, so the count holds the library's allocations and nothing of an executor's.
+//! outside any runtime, so the count contains the library's allocations and none of an executor's.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -1,8 +1,8 @@
 //! The upstream calls and the peer objects that both bench targets build.
 //!
 //! Each peer is configured as close to our defaults as its API allows: a breaker that opens on 5
-//! consecutive failures (recloser has only a failure rate over a ring of calls, so it keeps its
-//! default ring of 100), a bulkhead of 10 slots, and a retry of 3 retries (4 attempts).
+//! consecutive failures, a bulkhead of 10 slots, and a retry of 3 retries (4 attempts). recloser
+//! only opens on a failure rate over a ring of calls, so it keeps its default ring of 100 calls.
 
 #![allow(dead_code)] // each bench target uses a part of this module
 
@@ -32,18 +32,18 @@ impl std::fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
-/// The bare upstream call: returns its input at once.
+/// Returns `input` at once: the bare upstream call.
 pub async fn upstream(input: u64) -> Result<u64, UpstreamError> {
     Ok(black_box(input))
 }
 
-/// An upstream call that fails at once.
+/// Fails at once, as an upstream call that returned an error.
 pub async fn failing(input: u64) -> Result<u64, UpstreamError> {
     black_box(input);
     Err(UpstreamError)
 }
 
-/// A current-thread runtime with every driver: the runtime every async scenario runs on.
+/// Builds a current-thread runtime with every driver, the runtime of every async scenario.
 pub fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -51,7 +51,8 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime builds")
 }
 
-/// tower-resilience's circuit breaker, opening after `failures` consecutive failures.
+/// Wraps `service` in tower-resilience's circuit breaker, which opens after `failures` consecutive
+/// failures.
 pub fn tower_breaker<S>(failures: usize, service: S) -> CircuitBreaker<S, DefaultClassifier> {
     CircuitBreakerLayer::builder()
         .consecutive_failures(failures)
@@ -61,7 +62,7 @@ pub fn tower_breaker<S>(failures: usize, service: S) -> CircuitBreaker<S, Defaul
         .layer(service)
 }
 
-/// tower-resilience's bulkhead with 10 slots.
+/// Wraps `service` in tower-resilience's bulkhead with 10 slots.
 pub fn tower_bulkhead<S>(service: S) -> Bulkhead<S> {
     BulkheadLayer::builder()
         .max_concurrent_calls(10)
@@ -71,7 +72,7 @@ pub fn tower_bulkhead<S>(service: S) -> Bulkhead<S> {
         .layer(service)
 }
 
-/// tower-resilience's retry: 4 attempts with exponential backoff from 100 ms.
+/// Wraps `service` in tower-resilience's retry: 4 attempts with exponential backoff from 100 ms.
 pub fn tower_retry<S, E>(service: S) -> Retry<S, u64, u64, E> {
     RetryLayer::<u64, u64, E>::builder()
         .max_attempts(4)
@@ -86,14 +87,15 @@ pub type TowerGuarded<F> = CircuitBreaker<Bulkhead<ServiceFn<F>>, DefaultClassif
 /// The error of [`TowerGuarded`].
 pub type TowerGuardedError = CircuitBreakerError<BulkheadServiceError<UpstreamError>>;
 
-/// tower-resilience's retry around its breaker around its bulkhead: the order our manager uses.
+/// Wraps `service` in tower-resilience's retry around its breaker around its bulkhead, the order
+/// that our manager uses.
 pub fn tower_stack<F>(
     service: ServiceFn<F>,
 ) -> Retry<TowerGuarded<F>, u64, u64, TowerGuardedError> {
     tower_retry(tower_breaker(5, tower_bulkhead(service)))
 }
 
-/// failsafe's circuit breaker, opening after `failures` consecutive failures.
+/// Builds failsafe's circuit breaker, which opens after `failures` consecutive failures.
 pub fn failsafe_breaker(
     failures: u32,
 ) -> failsafe::StateMachine<
@@ -107,7 +109,8 @@ pub fn failsafe_breaker(
     failsafe::Config::new().failure_policy(policy).build()
 }
 
-/// recloser's circuit breaker over a ring of `calls` calls, opening at a failure rate of one half.
+/// Builds recloser's circuit breaker over a ring of `calls` calls, which opens at a failure rate of
+/// one half.
 pub fn recloser_breaker(calls: usize) -> recloser::AsyncRecloser {
     recloser::Recloser::custom()
         .closed_len(calls)
