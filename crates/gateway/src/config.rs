@@ -429,7 +429,7 @@ fn merge_resilience(
             ));
         };
         if let Some(overrides) = &upstream.resilience {
-            merge_tables(base, overrides.clone());
+            resilience::manager::merge_toml_tables(base, overrides.clone());
         }
     }
 
@@ -437,17 +437,4 @@ fn merge_resilience(
         .map_err(|error| ConfigError::Parse(format!("in [resilience]: {}", error.message())))?;
     config.validate()?;
     Ok(config)
-}
-
-fn merge_tables(base: &mut toml::Table, overrides: toml::Table) {
-    for (key, value) in overrides {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {
-                merge_tables(base_table, override_table);
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
 }

@@ -229,7 +229,7 @@ impl TryFrom<RawConfig> for Config {
         let mut providers = BTreeMap::new();
         for (name, overrides) in raw.providers {
             let mut merged = raw.defaults.clone();
-            merge_tables(&mut merged, overrides);
+            merge_toml_tables(&mut merged, overrides);
             let config = parse_provider(merged, &format!("providers.{name}"))?;
             providers.insert(name, config);
         }
@@ -254,12 +254,23 @@ fn parse_provider(table: toml::Table, location: &str) -> Result<ProviderConfig, 
 }
 
 /// Overwrites `base` with `overrides`, descending into tables so that an override names only the
-/// fields it changes.
-fn merge_tables(base: &mut toml::Table, overrides: toml::Table) {
+/// fields it changes. It is how `[providers.<name>]` is merged over `[defaults]`, and an
+/// application that embeds the configuration can merge its own overrides the same way.
+///
+/// # Examples
+///
+/// ```
+/// let mut base: toml::Table = toml::from_str("[retry]\nmax_retries = 3\njitter = true").unwrap();
+/// let overrides: toml::Table = toml::from_str("[retry]\nmax_retries = 1").unwrap();
+/// resilience::manager::merge_toml_tables(&mut base, overrides);
+/// assert_eq!(base["retry"]["max_retries"].as_integer(), Some(1));
+/// assert_eq!(base["retry"]["jitter"].as_bool(), Some(true));
+/// ```
+pub fn merge_toml_tables(base: &mut toml::Table, overrides: toml::Table) {
     for (key, value) in overrides {
         match (base.get_mut(&key), value) {
             (Some(toml::Value::Table(base_table)), toml::Value::Table(override_table)) => {
-                merge_tables(base_table, override_table);
+                merge_toml_tables(base_table, override_table);
             }
             (_, value) => {
                 base.insert(key, value);

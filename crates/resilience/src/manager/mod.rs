@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 
 pub use self::attempt::{Attempt, OutcomeHandle};
-pub use self::config::{Config, ProviderConfig, DEFAULT_MAX_PROVIDERS};
+pub use self::config::{merge_toml_tables, Config, ProviderConfig, DEFAULT_MAX_PROVIDERS};
 pub use self::error::{AttemptRecord, CallError, CallErrorKind, FailureReport};
 pub use self::report::{
     FallbackStats, HealthIssue, HealthReport, ManagerStats, ProviderHealth, ProviderStats,
