@@ -1,14 +1,14 @@
 use std::fmt;
-use std::future::poll_fn;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tower::Service;
 
+use super::attempt::send_attempt;
 use super::future::ResponseFuture;
 use super::request::{CloneRequest, Route};
 use crate::fallback::{Served, Source};
-use crate::integration::{classify_attempt, finish, Finished, Recorded, RequestSlot, Unsuccessful};
+use crate::integration::{finish, Finished, Recorded, RequestSlot};
 use crate::manager::{Attempt, CallError, Manager};
 use crate::outcome::{Classify, Outcome};
 
@@ -86,20 +86,11 @@ where
                         route.route(&mut request, attempt.provider());
                         (request, sent_original)
                     });
-                let mut service = template
+                let service = template
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                async move {
-                    let Some((request, sent_original)) = next else {
-                        return Err(Unsuccessful::no_request());
-                    };
-                    let result = match poll_fn(|cx| service.poll_ready(cx)).await {
-                        Ok(()) => service.call(request).await,
-                        Err(error) => Err(error),
-                    };
-                    classify_attempt(classifier, result, sent_original)
-                }
+                send_attempt(service, next, classifier)
             };
 
             let result = manager

@@ -38,6 +38,7 @@
 //! # let _ = app;
 //! ```
 
+mod attempt;
 mod fallback_layer;
 mod fallback_service;
 mod future;

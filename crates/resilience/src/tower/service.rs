@@ -1,13 +1,13 @@
 use std::fmt;
-use std::future::poll_fn;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use tower::Service;
 
+use super::attempt::send_attempt;
 use super::future::ResponseFuture;
 use super::request::CloneRequest;
-use crate::integration::{classify_attempt, finish, Finished, Recorded, RequestSlot, Unsuccessful};
+use crate::integration::{finish, Finished, Recorded, RequestSlot};
 use crate::manager::{CallError, Manager};
 use crate::outcome::Classify;
 
@@ -76,20 +76,11 @@ where
             let classifier = &*classifier;
             let operation = |_: &crate::manager::Attempt<'_>| {
                 let next = slot.next(|request| clone_request.clone_request(request));
-                let mut service = template
+                let service = template
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
-                async move {
-                    let Some((request, sent_original)) = next else {
-                        return Err(Unsuccessful::no_request());
-                    };
-                    let result = match poll_fn(|cx| service.poll_ready(cx)).await {
-                        Ok(()) => service.call(request).await,
-                        Err(error) => Err(error),
-                    };
-                    classify_attempt(classifier, result, sent_original)
-                }
+                send_attempt(service, next, classifier)
             };
 
             match manager
