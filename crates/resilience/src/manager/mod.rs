@@ -42,7 +42,7 @@ struct ProviderEntry<T> {
     cache: Option<ResponseCache<T>>,
 }
 
-type ProviderMap<T> = HashMap<Arc<str>, Arc<ProviderEntry<T>>>;
+type ProviderMap<T> = HashMap<Arc<str>, Arc<ProviderEntry<T>>, foldhash::fast::RandomState>;
 
 /// Gives every provider its own circuit breaker, bulkhead, retry policy and fallback chain.
 ///
@@ -204,7 +204,7 @@ where
             }
         }
 
-        let mut providers = ProviderMap::new();
+        let mut providers = ProviderMap::default();
         // The defaults are checked by building one stack from them.
         new_entry::<T>(
             Arc::from("defaults"),
