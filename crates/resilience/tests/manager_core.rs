@@ -652,3 +652,90 @@ async fn ok_classified_neutral_returns_uncached() {
     assert_eq!(served.attempts, 1);
     assert_eq!(manager.stats().providers["llm"].cache_entries, 0);
 }
+
+#[test]
+fn type_errors_name_the_field() {
+    let cases = [
+        (
+            "[defaults.circuit_breaker]\nfailure_threshold = -1\n",
+            "defaults.circuit_breaker.failure_threshold: invalid value: integer `-1`, expected u32",
+        ),
+        (
+            "[providers.openai.circuit_breaker]\nfailure_rate = { window_size = 10 }\n",
+            "providers.openai.circuit_breaker.failure_rate: missing field `minimum_calls`",
+        ),
+    ];
+    for (toml, expected) in cases {
+        let error = Config::from_toml_str(toml).expect_err(toml).to_string();
+        assert_eq!(error, format!("invalid configuration: {expected}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_provider_names_rejected() {
+    let manager = manager("");
+    for name in [
+        String::new(),
+        "x".repeat(resilience::manager::MAX_PROVIDER_NAME_LEN + 1),
+    ] {
+        let error = manager
+            .execute(&name, |_| async { Ok::<_, &str>(()) })
+            .await
+            .expect_err("invalid name");
+        assert_eq!(error.kind(), CallErrorKind::InvalidProviderName);
+    }
+    assert!(manager.stats().providers.is_empty());
+}
+
+#[test]
+fn set_provider_config_checks_alternates() {
+    let manager = manager("[providers.backup]\n");
+    let mut config = ProviderConfig::default();
+    config.fallback.alternate_providers = vec!["ghost".to_owned()];
+    let error = manager
+        .set_provider_config("primary", config.clone())
+        .expect_err("unknown alternate");
+    assert!(
+        error
+            .to_string()
+            .contains("providers.primary.fallback.alternate_providers = \"ghost\""),
+        "{error}"
+    );
+
+    config.fallback.alternate_providers = vec!["backup".to_owned()];
+    assert!(manager.set_provider_config("primary", config).is_ok());
+}
+
+#[test]
+fn huge_cache_ttl_rejected() {
+    let error = Config::from_toml_str(
+        "[defaults.fallback]\ncache_ttl = \"400days\"\nstale_ttl = \"401days\"\n",
+    )
+    .expect_err("TTL above the limit");
+    assert!(
+        error.to_string().contains("defaults.fallback.cache_ttl"),
+        "{error}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn error_message_counts_failed_attempts() {
+    let manager = manager("[defaults.retry]\nmax_retries = 1\njitter = false\n");
+    let error = manager
+        .execute("llm", |_| async { Err::<(), _>("down") })
+        .await
+        .expect_err("fails");
+    assert_eq!(
+        error.to_string(),
+        "call to provider llm failed (other) after 2 failed attempts on the providers tried: down"
+    );
+    manager.close();
+    let error = manager
+        .execute("llm", |_| async { Err::<(), _>("down") })
+        .await
+        .expect_err("closed");
+    assert_eq!(
+        error.to_string(),
+        "call to provider llm rejected: the manager is closed"
+    );
+}

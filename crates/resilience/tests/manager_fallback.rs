@@ -264,6 +264,8 @@ alternate_providers = ["broken", "backup"]
     assert_eq!(served.value, "backup");
     // primary and backup ran; broken was rejected by its own circuit without a call.
     assert_eq!(calls.load(Ordering::Relaxed), 2);
+    // The attempt that the open circuit rejected is not counted as one.
+    assert_eq!(served.attempts, 2);
 }
 
 #[tokio::test(start_paused = true)]

@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 
+/// The longest `cache_ttl` and `stale_ttl` accepted.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
 /// A fallback strategy, tried in the configured order after the primary call failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -130,6 +133,15 @@ impl FallbackConfig {
                 "0s",
                 "must be greater than zero; set enable_cache = false to turn the cache off",
             ));
+        }
+        for (field, ttl) in [("cache_ttl", self.cache_ttl), ("stale_ttl", self.stale_ttl)] {
+            if ttl > MAX_TTL {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{ttl:?}"),
+                    "must be at most 365 days",
+                ));
+            }
         }
         if self.enable_stale && self.stale_ttl < self.cache_ttl {
             return Err(ConfigError::invalid(

@@ -12,7 +12,7 @@ mod served;
 use std::fmt;
 use std::sync::Arc;
 
-pub use self::config::{FallbackConfig, Strategy};
+pub use self::config::{FallbackConfig, Strategy, MAX_TTL};
 pub use self::served::{Served, Source};
 
 pub(crate) use self::cache::{Freshness, ResponseCache};

@@ -11,7 +11,8 @@ pub struct Served<T> {
     /// The provider whose response this is: the primary for a cached one, the alternate for an
     /// alternate's.
     pub provider: Arc<str>,
-    /// Attempts made for this request on every provider tried.
+    /// Attempts that reached a provider for this request, on every provider tried. Attempts that
+    /// our own circuit breaker or bulkhead rejected are not counted.
     pub attempts: u32,
 }
 

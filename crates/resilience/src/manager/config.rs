@@ -112,9 +112,10 @@ impl Default for Config {
 impl Config {
     /// Parses, merges and validates a TOML document.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| ConfigError::Parse {
-            message: error.to_string(),
-        })
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+        Config::try_from(raw)
     }
 
     /// Reads, parses, merges and validates a TOML file.
@@ -247,9 +248,14 @@ impl TryFrom<RawConfig> for Config {
     }
 }
 
+/// Deserializes one provider's merged settings. The merged table has no source positions, so the
+/// error names the section and the field's path instead.
 fn parse_provider(table: toml::Table, location: &str) -> Result<ProviderConfig, ConfigError> {
-    ProviderConfig::deserialize(toml::Value::Table(table)).map_err(|error| ConfigError::Parse {
-        message: format!("in [{location}]: {}", error.message()),
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+        let path = error.path().to_string();
+        ConfigError::Parse {
+            message: format!("{location}.{path}: {}", error.inner().message()),
+        }
     })
 }
 

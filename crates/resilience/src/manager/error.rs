@@ -27,6 +27,9 @@ pub enum CallErrorKind {
     QueueTimeout,
     /// The manager already has `max_providers` providers and this one is new.
     TooManyProviders,
+    /// The provider name is empty or longer than
+    /// [`MAX_PROVIDER_NAME_LEN`](super::MAX_PROVIDER_NAME_LEN) bytes.
+    InvalidProviderName,
     /// The manager was closed.
     Closed,
 }
@@ -45,6 +48,9 @@ impl fmt::Display for CallErrorKind {
             CallErrorKind::TooManyProviders => {
                 f.write_str("rejected: too many providers; raise max_providers or configure it")
             }
+            CallErrorKind::InvalidProviderName => f.write_str(
+                "rejected: the provider name is empty or too long; use a configured provider's name",
+            ),
             CallErrorKind::Closed => f.write_str("rejected: the manager is closed"),
         }
     }
@@ -137,11 +143,14 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "call to provider {} {} after {} failed attempts",
-            self.report.provider,
-            self.report.kind,
-            self.report.attempts.len()
+            "call to provider {} {}",
+            self.report.provider, self.report.kind
         )?;
+        match self.report.attempts.len() {
+            0 => {}
+            1 => f.write_str(" after 1 failed attempt")?,
+            failed => write!(f, " after {failed} failed attempts on the providers tried")?,
+        }
         if let Some(retry_after) = self.report.retry_after {
             write!(f, "; retry in {} ms", retry_after.as_millis())?;
         }

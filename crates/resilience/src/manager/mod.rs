@@ -42,6 +42,10 @@ struct ProviderEntry<T> {
     cache: Option<ResponseCache<T>>,
 }
 
+/// The longest provider name, in bytes, that a call may create a provider for. Names become metric
+/// labels and log fields, so they stay short.
+pub const MAX_PROVIDER_NAME_LEN: usize = 128;
+
 type ProviderMap<T> = HashMap<Arc<str>, Arc<ProviderEntry<T>>, foldhash::fast::RandomState>;
 
 /// Gives every provider its own circuit breaker, bulkhead, retry policy and fallback chain.
@@ -519,12 +523,21 @@ where
 
     fn log_fallback(&self, stack: &ProviderStack, strategy: Strategy) {
         if let Some(suppressed) = stack.log_limit.allow() {
-            tracing::info!(
-                provider = stack.name(),
-                strategy = strategy.as_str(),
-                suppressed,
-                "fallback served the request"
-            );
+            if strategy == Strategy::Error {
+                tracing::info!(
+                    provider = stack.name(),
+                    strategy = strategy.as_str(),
+                    suppressed,
+                    "fallback ended with the structured error"
+                );
+            } else {
+                tracing::info!(
+                    provider = stack.name(),
+                    strategy = strategy.as_str(),
+                    suppressed,
+                    "fallback served the request"
+                );
+            }
         }
     }
 
@@ -563,6 +576,9 @@ where
         if let Some(entry) = current.get(provider) {
             return Ok(entry.clone());
         }
+        if provider.is_empty() || provider.len() > MAX_PROVIDER_NAME_LEN {
+            return Err(rejected_call(provider, CallErrorKind::InvalidProviderName));
+        }
         if current.len() >= self.shared.config.max_providers {
             return Err(rejected_call(provider, CallErrorKind::TooManyProviders));
         }
@@ -595,6 +611,20 @@ where
         config: ProviderConfig,
     ) -> Result<(), ConfigError> {
         config.validate().map_err(|e| e.for_provider(provider))?;
+        let known = self.shared.providers.load();
+        if let Some(unknown) = config
+            .fallback
+            .alternate_providers
+            .iter()
+            .find(|name| !known.contains_key(name.as_str()))
+        {
+            return Err(ConfigError::invalid(
+                "fallback.alternate_providers",
+                format!("{unknown:?}"),
+                "is not a provider of this manager; configure it or call it first",
+            )
+            .for_provider(provider));
+        }
         let with_metrics = self.shared.metrics.is_some();
         let entry = Arc::new(
             new_entry(

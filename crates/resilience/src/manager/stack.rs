@@ -180,7 +180,9 @@ impl ProviderStack {
             if let Some(recorder) = recorder {
                 recorder.finish(&outcome);
             }
-            trail.attempts = trail.attempts.saturating_add(1);
+            if !matches!(result, Err(AttemptError::Rejected(_))) {
+                trail.attempts = trail.attempts.saturating_add(1);
+            }
             if !outcome.is_success() {
                 trail.failed.push(AttemptRecord {
                     provider: self.name.clone(),
