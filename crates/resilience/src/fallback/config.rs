@@ -82,7 +82,8 @@ pub struct FallbackConfig {
     /// How long a cached response is kept for stale use (default 30 min); at least `cache_ttl`.
     #[serde(with = "humantime_serde")]
     pub stale_ttl: Duration,
-    /// Providers tried, in order, by the `provider` strategy (default none).
+    /// Providers tried, in order, by the `provider` strategy (default none). A provider's own name
+    /// in the list is skipped, so a list in `[defaults]` can name every provider.
     pub alternate_providers: Vec<String>,
     /// The maximum number of responses in the cache; the least useful go first when it is full (default 10 000).
     pub cache_max_entries: u64,

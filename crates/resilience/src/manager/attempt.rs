@@ -50,7 +50,8 @@ impl<'a> Attempt<'a> {
     ///
     /// Use it for a response whose outcome is known late, such as a stream: return `Ok` once the
     /// response has started, and record how it ended on the handle. If the attempt fails instead,
-    /// the manager records the failure as usual and the handle records nothing.
+    /// the manager records the failure as usual and the handle records nothing. Call it at most
+    /// once per attempt: a second call hands the permits to the second handle only.
     ///
     /// # Examples
     ///
