@@ -28,6 +28,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The maximum value accepted for `server.request_timeout` and every key of `[timeouts]`: one day.
+/// No request to a chat completion provider is worth waiting longer, and a larger value is most
+/// likely a unit mistake.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// An invalid gateway configuration. The message names the key and states what is accepted.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -104,10 +109,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The largest request body accepted, in bytes (default 1 MiB); larger ones get 413.
     pub max_body_bytes: usize,
-    /// The environment variable holding the bearer token of the `/admin` routes. Without it, the
-    /// admin routes reject every request.
+    /// The environment variable holding the bearer token of the `/admin` routes. The gateway does
+    /// not start while the variable is unset. Without this key, the admin routes reject every
+    /// request.
     pub admin_token_env: Option<String>,
-    /// The maximum time one client request may take, retries and fallbacks included (default 10 min).
+    /// The maximum time one client request may take, retries and fallbacks included (default
+    /// 10 min, at most [`MAX_TIMEOUT`]).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
 }
@@ -123,7 +130,8 @@ impl Default for ServerConfig {
     }
 }
 
-/// Timeouts of one upstream attempt. Each is capped by what remains of the request's timeout.
+/// Timeouts of one upstream attempt. Each is capped by what remains of the request's timeout, and
+/// each must be greater than zero and at most [`MAX_TIMEOUT`].
 ///
 /// A long generation can stream for minutes, so the phases have separate limits instead of one
 /// total timeout.
@@ -139,7 +147,8 @@ pub struct Timeouts {
     /// Streams: waiting for the first content event after the status (default 60 s).
     #[serde(with = "humantime_serde")]
     pub first_event: Duration,
-    /// Streams: the longest gap between two events once content flows (default 30 s).
+    /// Streams: the longest gap between two events once content flows, and the longest wait for
+    /// a client that does not read the next event (default 30 s).
     #[serde(with = "humantime_serde")]
     pub idle: Duration,
     /// The whole attempt, the body or the stream included (default 10 min).
@@ -269,13 +278,6 @@ fn validate_server(server: &ServerConfig, timeouts: &Timeouts) -> Result<(), Con
     if server.max_body_bytes == 0 {
         return Err(invalid("server.max_body_bytes", 0, "must be at least 1"));
     }
-    if server.request_timeout.is_zero() {
-        return Err(invalid(
-            "server.request_timeout",
-            "0s",
-            "must be greater than zero",
-        ));
-    }
     if let Some(variable) = &server.admin_token_env {
         if variable.trim().is_empty() {
             return Err(invalid(
@@ -285,16 +287,24 @@ fn validate_server(server: &ServerConfig, timeouts: &Timeouts) -> Result<(), Con
             ));
         }
     }
-    let phases = [
+    let durations = [
+        ("server.request_timeout", server.request_timeout),
         ("timeouts.connect", timeouts.connect),
         ("timeouts.status", timeouts.status),
         ("timeouts.first_event", timeouts.first_event),
         ("timeouts.idle", timeouts.idle),
         ("timeouts.attempt", timeouts.attempt),
     ];
-    for (key, value) in phases {
+    for (key, value) in durations {
         if value.is_zero() {
             return Err(invalid(key, "0s", "must be greater than zero"));
+        }
+        if value > MAX_TIMEOUT {
+            return Err(invalid(
+                key,
+                format!("{value:?}"),
+                "must be at most 24h; write it as \"30s\", \"10m\" or \"2h\"",
+            ));
         }
     }
     Ok(())

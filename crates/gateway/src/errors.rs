@@ -79,7 +79,9 @@ impl IntoResponse for ApiError {
         });
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(delay) = self.retry_after {
-            let seconds = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+            let seconds = delay
+                .as_secs()
+                .saturating_add(u64::from(delay.subsec_nanos() > 0));
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
@@ -95,6 +97,8 @@ pub enum CallFailure {
     PassThrough {
         /// The upstream's status.
         status: StatusCode,
+        /// The upstream's `Content-Type`, if it sent one.
+        content_type: Option<HeaderValue>,
         /// The upstream's body.
         body: bytes::Bytes,
     },
@@ -110,8 +114,18 @@ pub fn call_failure(error: CallError<UpstreamError>) -> CallFailure {
     let kind = error.kind();
 
     if let CallErrorKind::Neutral(NeutralReason::CallerError) = kind {
-        if let Some(UpstreamError::Status { status, body, .. }) = error.into_source() {
-            return CallFailure::PassThrough { status, body };
+        if let Some(UpstreamError::Status {
+            status,
+            headers,
+            body,
+        }) = error.into_source()
+        {
+            let content_type = headers.get(header::CONTENT_TYPE).cloned();
+            return CallFailure::PassThrough {
+                status,
+                content_type,
+                body,
+            };
         }
         return CallFailure::Error(ApiError::invalid_request(
             StatusCode::BAD_REQUEST,

@@ -41,6 +41,7 @@ pub(crate) struct State {
     pub(crate) metrics: Metrics,
     pub(crate) registry: Registry,
     pub(crate) error_log: LogLimit,
+    pub(crate) stream_error_log: Arc<LogLimit>,
 }
 
 impl Gateway {
@@ -122,6 +123,7 @@ impl Gateway {
                 metrics,
                 registry,
                 error_log: LogLimit::default(),
+                stream_error_log: Arc::new(LogLimit::default()),
             }),
         })
     }
@@ -144,6 +146,7 @@ impl Gateway {
                 "/admin/providers/{name}/reset",
                 post(routes::admin_reset_provider),
             )
+            .method_not_allowed_fallback(routes::method_not_allowed)
             .fallback(routes::not_found)
             .layer(DefaultBodyLimit::max(self.state.max_body_bytes))
             .with_state(self.clone())

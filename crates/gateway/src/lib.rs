@@ -24,6 +24,7 @@
 )]
 
 pub mod config;
+mod deadline;
 pub mod demo;
 pub mod errors;
 pub mod gateway;

@@ -18,12 +18,16 @@ pub enum StreamEnd {
     Broken,
     /// The upstream sent nothing for longer than the idle timeout.
     Stalled,
+    /// The attempt's deadline passed while the gateway waited for the upstream.
+    TimedOut,
     /// The upstream ended without a finish reason.
     Truncated,
     /// The upstream sent an in-band error event.
     UpstreamError(FailureClass),
     /// The client went away first.
     ClientGone,
+    /// The client took no event for the idle timeout, or until the attempt's deadline.
+    ClientStalled,
 }
 
 impl StreamEnd {
@@ -32,9 +36,11 @@ impl StreamEnd {
             StreamEnd::Complete => "complete",
             StreamEnd::Broken => "broken",
             StreamEnd::Stalled => "stalled",
+            StreamEnd::TimedOut => "timed_out",
             StreamEnd::Truncated => "truncated",
             StreamEnd::UpstreamError(_) => "upstream_error",
             StreamEnd::ClientGone => "client_gone",
+            StreamEnd::ClientStalled => "client_stalled",
         }
     }
 }

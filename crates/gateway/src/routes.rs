@@ -6,12 +6,13 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
-use resilience::{Attempt, Served, Source};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use resilience::{Attempt, CallError, CallErrorKind, NeutralReason, Served, Source};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::time::{timeout_at, Instant};
 
+use crate::deadline;
 use crate::errors::{call_failure, ApiError, CallFailure};
 use crate::gateway::Gateway;
 use crate::streaming;
@@ -157,7 +158,7 @@ async fn handle_chat(
             .map(HeaderValue::as_bytes);
         cache_key(authorization, &request.model, &body)
     });
-    let deadline = Instant::now() + state.request_timeout;
+    let deadline = deadline::after(Instant::now(), state.request_timeout);
     let operation = |attempt: &Attempt<'_>| {
         let gateway = gateway.clone();
         let upstream = gateway.state.upstreams.get(attempt.provider()).cloned();
@@ -202,28 +203,59 @@ async fn handle_chat(
     match result {
         Ok(served) => Ok(served_response(gateway, served, &request)),
         Err(error) => {
-            if let Some(suppressed) = state.error_log.allow() {
-                tracing::warn!(
-                    provider = error.provider(),
-                    kind = %error.kind(),
-                    attempts = error.attempts().len(),
-                    suppressed,
-                    "request failed after retries and fallbacks"
-                );
-            }
+            log_failure(gateway, &error);
             let provider = error.provider().to_owned();
             match call_failure(error) {
-                CallFailure::PassThrough { status, body } => {
+                CallFailure::PassThrough {
+                    status,
+                    content_type,
+                    body,
+                } => {
                     let mut response = (status, body).into_response();
                     let headers = response.headers_mut();
-                    headers.insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
+                    // Without the upstream's type, send none rather than axum's default for bytes.
+                    match content_type {
+                        Some(content_type) => headers.insert(header::CONTENT_TYPE, content_type),
+                        None => headers.remove(header::CONTENT_TYPE),
+                    };
                     insert_header(headers, PROVIDER_HEADER, &provider);
                     Ok(response)
                 }
                 CallFailure::Error(error) => Err(error),
+            }
+        }
+    }
+}
+
+/// Logs a call that ended without a successful response. The caller's own errors and
+/// cancellations are not the gateway's or the provider's failures, so they are logged at debug
+/// level.
+fn log_failure(gateway: &Gateway, error: &CallError<UpstreamError>) {
+    let status = match error.source_error() {
+        Some(UpstreamError::Status { status, .. }) => Some(status.as_u16()),
+        _ => None,
+    };
+    match error.kind() {
+        CallErrorKind::Neutral(NeutralReason::CallerError) => tracing::debug!(
+            provider = error.provider(),
+            status,
+            "the upstream rejected the request as the caller's error; passing its response through"
+        ),
+        kind @ CallErrorKind::Neutral(_) => tracing::debug!(
+            provider = error.provider(),
+            %kind,
+            "the request was cancelled before a response"
+        ),
+        kind => {
+            if let Some(suppressed) = gateway.state.error_log.allow() {
+                tracing::warn!(
+                    provider = error.provider(),
+                    %kind,
+                    status,
+                    attempts = error.attempts().len(),
+                    suppressed,
+                    "request failed and no fallback served it"
+                );
             }
         }
     }
@@ -252,7 +284,11 @@ fn served_response(gateway: &Gateway, served: Served<Reply>, request: &ChatReque
         }
         (_, Reply::Stream(cell)) => match cell.take() {
             Some(committed) => {
-                let body = Body::from_stream(streaming::forward(committed, state.metrics.clone()));
+                let body = Body::from_stream(streaming::forward(
+                    committed,
+                    state.metrics.clone(),
+                    state.stream_error_log.clone(),
+                ));
                 let mut response = Response::new(body);
                 let headers = response.headers_mut();
                 headers.insert(
@@ -349,10 +385,12 @@ fn degraded_response(model: &str, message: &str, stream: bool) -> Response {
         chunk(json!({}), json!("stop")),
     );
     let mut response = Response::new(Body::from(text));
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
     );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -435,14 +473,16 @@ pub(crate) async fn admin_reset_provider(
     Json(json!({"reset": name})).into_response()
 }
 
-fn authorize_admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), ApiError> {
-    let unauthorized = |message: &str| ApiError {
-        status: StatusCode::UNAUTHORIZED,
-        message: message.to_owned(),
-        kind: "authentication_error",
-        code: "invalid_admin_token",
-        param: None,
-        retry_after: None,
+fn authorize_admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), AdminError> {
+    let unauthorized = |message: &str| {
+        AdminError(ApiError {
+            status: StatusCode::UNAUTHORIZED,
+            message: message.to_owned(),
+            kind: "authentication_error",
+            code: "invalid_admin_token",
+            param: None,
+            retry_after: None,
+        })
     };
     let Some(expected) = &gateway.state.admin_token else {
         return Err(unauthorized(
@@ -452,7 +492,7 @@ fn authorize_admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), ApiErro
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     // Comparing digests keeps the comparison's timing independent of the token's bytes.
     let matches = presented.is_some_and(|token| {
         Sha256::digest(token.as_bytes()) == Sha256::digest(expected.as_bytes())
@@ -464,12 +504,46 @@ fn authorize_admin(gateway: &Gateway, headers: &HeaderMap) -> Result<(), ApiErro
     }
 }
 
+/// Returns the token of an `Authorization: Bearer TOKEN` value. The scheme name is
+/// case-insensitive (RFC 7235, section 2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A 401 of the admin routes, sent with `WWW-Authenticate: Bearer` (RFC 6750, section 3).
+struct AdminError(ApiError);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
 /// Any other route.
 pub(crate) async fn not_found() -> Response {
     ApiError::invalid_request(
         StatusCode::NOT_FOUND,
         "unknown_url",
-        "no route matches this method and path",
+        "no route matches this path",
+    )
+    .into_response()
+}
+
+/// A known route with another method. Axum adds the `Allow` header.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    ApiError::invalid_request(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not accept {method}; the Allow header lists the methods it accepts",
+            uri.path()
+        ),
     )
     .into_response()
 }

@@ -39,10 +39,14 @@ impl SseEvent {
         if self.data.trim() == "[DONE]" {
             return EventKind::Done;
         }
+        // An `error` event is an error whatever its data, JSON or plain text.
+        if self.event.as_deref() == Some("error") {
+            return EventKind::Error;
+        }
         let Ok(value) = serde_json::from_str::<Value>(&self.data) else {
             return EventKind::Unparsed;
         };
-        if self.event.as_deref() == Some("error") || value.get("error").is_some() {
+        if value.get("error").is_some() {
             return EventKind::Error;
         }
         let Some(choices) = value.get("choices").and_then(Value::as_array) else {
@@ -306,6 +310,15 @@ mod tests {
             EventKind::Error
         );
         assert_eq!(kind("not json {"), EventKind::Unparsed);
+        let named_error = |data: &str| {
+            SseEvent {
+                event: Some("error".to_owned()),
+                data: data.to_owned(),
+            }
+            .kind()
+        };
+        assert_eq!(named_error("upstream overloaded"), EventKind::Error);
+        assert_eq!(named_error(r#"{"message":"boom"}"#), EventKind::Error);
         assert_eq!(kind(r#"{"usage":{"total_tokens":3}}"#), EventKind::Empty);
     }
 }

@@ -14,6 +14,7 @@ use resilience::{Classify, FailureClass, Outcome, OutcomeHandle};
 use tokio::time::{timeout_at, Instant};
 
 use crate::config::{Timeouts, UpstreamConfig};
+use crate::deadline;
 use crate::sse::{EventKind, SseEvent, SseParser};
 
 /// The largest upstream response body read into memory; a larger one fails the attempt.
@@ -263,7 +264,7 @@ impl UpstreamCall<'_> {
         if let Some(key) = &self.upstream.api_key {
             request = request.bearer_auth(key);
         }
-        let status_deadline = attempt_deadline.min(Instant::now() + self.timeouts.status);
+        let status_deadline = deadline::within(attempt_deadline, self.timeouts.status);
         let response = timeout_at(status_deadline, request.send())
             .await
             .map_err(|_| UpstreamError::Timeout { phase: "status" })?
@@ -304,7 +305,7 @@ impl UpstreamCall<'_> {
         let mut body: ByteStream = Box::pin(response.bytes_stream());
         let mut parser = SseParser::new();
         let mut pending = VecDeque::new();
-        let first_event_deadline = attempt_deadline.min(Instant::now() + self.timeouts.first_event);
+        let first_event_deadline = deadline::within(attempt_deadline, self.timeouts.first_event);
 
         loop {
             let chunk = timeout_at(first_event_deadline, body.next())
@@ -357,7 +358,7 @@ impl UpstreamCall<'_> {
     }
 
     fn attempt_deadline(&self) -> Instant {
-        self.deadline.min(Instant::now() + self.timeouts.attempt)
+        deadline::within(self.deadline, self.timeouts.attempt)
     }
 }
 

@@ -278,6 +278,7 @@ strategies = ["degraded"]
     let response = gateway.chat_body("tenant", chat_body(MODEL, true)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-type"), Some("text/event-stream"));
+    assert_eq!(header(&response, "cache-control"), Some("no-cache"));
     let text = response.text().await.expect("stream body");
     assert!(text.contains("degraded answer"), "stream: {text}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "stream: {text}");

@@ -167,3 +167,33 @@ fn example_config_valid() {
     let config = GatewayConfig::from_file(path).expect("the example configuration is valid");
     assert!(!config.upstreams.is_empty());
 }
+
+#[test]
+fn absurd_timeouts_rejected() {
+    let keys = [
+        ("server", "request_timeout"),
+        ("timeouts", "connect"),
+        ("timeouts", "status"),
+        ("timeouts", "first_event"),
+        ("timeouts", "idle"),
+        ("timeouts", "attempt"),
+    ];
+    for (table, key) in keys {
+        for value in ["18446744073709551615s", "500000000years", "25h"] {
+            let message = error_of(&format!("[{table}]\n{key} = \"{value}\"\n{UPSTREAM}"));
+            assert!(
+                message.contains(&format!("{table}.{key}")),
+                "{key} = {value}: {message}"
+            );
+            assert!(
+                message.contains("at most 24h"),
+                "{key} = {value}: {message}"
+            );
+        }
+        let text = format!("[{table}]\n{key} = \"24h\"\n{UPSTREAM}");
+        assert!(
+            GatewayConfig::from_toml_str(&text).is_ok(),
+            "{key} = 24h is accepted"
+        );
+    }
+}

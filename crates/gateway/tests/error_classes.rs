@@ -161,6 +161,27 @@ async fn caller_errors_passed_through() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_error_keeps_content_type() {
+    let gateway = TestGateway::start("").await;
+    gateway.primary.push_faults([Fault::HtmlStatus(400)]);
+    let response = gateway.chat(MODEL, "tenant").await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(header(&response, "x-gateway-provider"), Some("primary"));
+    let text = response.text().await.expect("body");
+    assert_eq!(text, "<html><body><h1>400 Bad Request</h1></body></html>");
+
+    gateway.primary.push_faults([Fault::Status(422)]);
+    let response = gateway.chat(MODEL, "tenant").await;
+    assert_eq!(response.status(), 422);
+    assert_eq!(header(&response, "content-type"), Some("application/json"));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_not_found_not_retried() {
     let gateway = TestGateway::start("").await;
     let cases = [

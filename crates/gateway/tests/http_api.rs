@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use serde_json::{json, Value};
 
@@ -178,5 +180,106 @@ async fn unknown_route_is_json_404() {
     let (status, body) = error_of(response).await;
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), Some("unknown_url"));
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_timeouts_do_not_panic() {
+    // The file rejects such values; a configuration built in code can still carry them.
+    let gateway = TestGateway::start_edited(|config| {
+        config.server.request_timeout = Duration::MAX;
+        config.timeouts.status = Duration::MAX;
+        config.timeouts.first_event = Duration::MAX;
+        config.timeouts.idle = Duration::MAX;
+        config.timeouts.attempt = Duration::MAX;
+    })
+    .await;
+
+    let response = gateway.chat(MODEL, "tenant").await;
+    assert_eq!(response.status(), 200);
+    let response = gateway.chat_body("tenant", chat_body(MODEL, true)).await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.expect("stream body");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_method_is_json_405() {
+    let gateway = TestGateway::start("").await;
+    let cases = [
+        (reqwest::Method::GET, "/v1/chat/completions", "POST"),
+        (reqwest::Method::GET, "/admin/reset", "POST"),
+        (reqwest::Method::DELETE, "/v1/models", "GET,HEAD"),
+    ];
+    for (method, path, allow) in cases {
+        let response = gateway
+            .client
+            .request(method.clone(), gateway.url(path))
+            .send()
+            .await
+            .expect("responds");
+        assert_eq!(header(&response, "allow"), Some(allow), "{method} {path}");
+        assert_eq!(
+            header(&response, "content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
+        let (status, body) = error_of(response).await;
+        assert_eq!(status, 405, "{method} {path}");
+        assert_eq!(
+            error_code(&body),
+            Some("method_not_allowed"),
+            "{method} {path}"
+        );
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bearer_scheme_any_case() {
+    let gateway = TestGateway::start("").await;
+    let reset = |authorization: &str| {
+        gateway
+            .client
+            .post(gateway.url("/admin/reset"))
+            .header("authorization", authorization)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let response = reset(&format!("{scheme} {ADMIN_TOKEN}"))
+            .await
+            .expect("responds");
+        assert_eq!(response.status(), 200, "scheme {scheme}");
+    }
+    for value in [
+        format!("Basic {ADMIN_TOKEN}"),
+        format!("Bearer{ADMIN_TOKEN}"),
+        "Bearer ".to_owned(),
+        ADMIN_TOKEN.to_owned(),
+    ] {
+        let response = reset(&value).await.expect("responds");
+        assert_eq!(response.status(), 401, "{value:?}");
+    }
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_401_names_scheme() {
+    let gateway = TestGateway::start("").await;
+    for token in [None, Some("wrong")] {
+        let mut request = gateway.client.post(gateway.url("/admin/reset"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("responds");
+        assert_eq!(response.status(), 401);
+        assert_eq!(
+            header(&response, "www-authenticate"),
+            Some("Bearer"),
+            "token {token:?}"
+        );
+    }
     gateway.stop().await;
 }

@@ -10,6 +10,8 @@ pub enum Fault {
     None,
     /// An OpenAI-shaped error with this status, such as 503, 400 or 401.
     Status(u16),
+    /// An HTML error page with this status, as a proxy in front of a provider sends.
+    HtmlStatus(u16),
     /// A 429 rate-limit error, with a `Retry-After` header (in seconds, decimals allowed) when set.
     RateLimited {
         /// The hint sent in `Retry-After`.
@@ -131,6 +133,8 @@ pub struct StreamConfig {
     pub omit_finish_reason: bool,
     /// Sends an in-band error event (an `overloaded_error`) in place of any content, then ends.
     pub error_event: bool,
+    /// Sends `event: error` with plain-text data after this many content chunks, then ends.
+    pub plain_error_after: Option<usize>,
 }
 
 impl Default for StreamConfig {
@@ -142,6 +146,7 @@ impl Default for StreamConfig {
             stall_after: None,
             omit_finish_reason: false,
             error_event: false,
+            plain_error_after: None,
         }
     }
 }

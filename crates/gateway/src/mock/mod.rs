@@ -2,7 +2,7 @@
 //!
 //! It serves `POST /v1/chat/completions`, plain and streamed, and injects the faults a real
 //! provider shows: 503s, 429s with `Retry-After`, quota-exhausted 429s, connection resets, slow
-//! responses, outage windows, any 4xx, and streams that break, stall, carry an in-band error or end
+//! responses, outage windows, any 4xx, HTML error pages, and streams that break, stall, carry an in-band error or end
 //! without a `finish_reason`. Faults come from a script first ([`MockProvider::push_faults`]),
 //! then from seeded random draws ([`MockConfig`]), so a seed gives the same fault to the same
 //! request number on every run.

@@ -67,6 +67,17 @@ pub(super) fn error_for_status(status: StatusCode) -> Response<MockBody> {
     error(status, kind, code, &message)
 }
 
+pub(super) fn html_error(status: StatusCode) -> Response<MockBody> {
+    let text = format!("<html><body><h1>{status}</h1></body></html>");
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response
+}
+
 pub(super) fn rate_limited(retry_after: Option<Duration>) -> Response<MockBody> {
     let mut response = error(
         StatusCode::TOO_MANY_REQUESTS,
@@ -121,6 +132,7 @@ pub(super) struct StreamPlan {
 /// One step of a streamed response.
 enum Step {
     Event(Value),
+    PlainError(&'static str),
     Done,
     Delay(Duration),
     Break,
@@ -138,6 +150,9 @@ pub(super) fn stream(plan: StreamPlan, config: &StreamConfig) -> Response<MockBo
                 Step::Event(event) => {
                     Some(Ok(Frame::data(Bytes::from(format!("data: {event}\n\n")))))
                 }
+                Step::PlainError(text) => Some(Ok(Frame::data(Bytes::from(format!(
+                    "event: error\ndata: {text}\n\n"
+                ))))),
                 Step::Done => Some(Ok(Frame::data(Bytes::from_static(b"data: [DONE]\n\n")))),
                 Step::Delay(delay) => {
                     tokio::time::sleep(delay).await;
@@ -192,6 +207,10 @@ fn stream_steps(plan: &StreamPlan, config: &StreamConfig) -> Vec<Step> {
             steps.push(Step::Break);
             return steps;
         }
+        if config.plain_error_after == Some(index) {
+            steps.push(Step::PlainError("simulated upstream failure"));
+            return steps;
+        }
         if config.stall_after == Some(index) {
             steps.push(Step::Delay(plan.stall_limit));
             return steps;
@@ -211,16 +230,25 @@ fn stream_steps(plan: &StreamPlan, config: &StreamConfig) -> Vec<Step> {
 
 /// Splits `reply` into `parts` non-empty pieces at character boundaries (fewer if it is short).
 fn split_reply(reply: &str, parts: usize) -> Vec<String> {
-    let characters: Vec<char> = reply.chars().collect();
-    let parts = parts.clamp(1, characters.len().max(1));
-    let size = characters.len().div_ceil(parts).max(1);
-    let mut pieces: Vec<String> = characters
-        .chunks(size)
-        .map(|piece| piece.iter().collect())
-        .collect();
-    if pieces.is_empty() {
-        pieces.push(String::new());
+    let length = reply.chars().count();
+    let parts = parts.clamp(1, length.max(1));
+    let size = length.div_ceil(parts).max(1);
+
+    // Slices at every `size`-th character, so a long reply is copied once, not char by char.
+    if reply.is_ascii() {
+        return (0..length.div_ceil(size).max(1))
+            .map(|index| reply[index * size..length.min((index + 1) * size)].to_owned())
+            .collect();
     }
+    let mut pieces = Vec::with_capacity(parts);
+    let mut start = 0;
+    for (index, (offset, _)) in reply.char_indices().enumerate() {
+        if index > 0 && index % size == 0 {
+            pieces.push(reply[start..offset].to_owned());
+            start = offset;
+        }
+    }
+    pieces.push(reply[start..].to_owned());
     pieces
 }
 
@@ -246,6 +274,10 @@ mod tests {
 
     #[test]
     fn split_reply_keeps_text() {
+        assert_eq!(split_reply("", 3), vec![String::new()]);
+        let multibyte = split_reply("héllo wörld", 4);
+        assert_eq!(multibyte.concat(), "héllo wörld");
+        assert_eq!(multibyte.len(), 4);
         for parts in [1, 2, 3, 7, 100] {
             let pieces = split_reply("Hello from primary.", parts);
             assert_eq!(pieces.concat(), "Hello from primary.", "parts {parts}");

@@ -187,6 +187,10 @@ async fn apply(
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(responses::error_for_status(status));
         }
+        Fault::HtmlStatus(status) => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(responses::html_error(status));
+        }
         Fault::RateLimited { retry_after } => return Ok(responses::rate_limited(*retry_after)),
         Fault::QuotaExhausted => return Ok(responses::quota_exhausted()),
         Fault::Reset => return Err(SimulatedReset),

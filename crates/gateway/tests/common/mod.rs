@@ -100,14 +100,50 @@ impl TestGateway {
 
     /// Starts mocks with these settings and a gateway configured by `base_toml` plus `extra`.
     pub async fn start_with(primary: MockConfig, backup: MockConfig, extra: &str) -> Self {
+        Self::start_toml(primary, backup, |primary, backup| {
+            base_toml(primary, backup, extra)
+        })
+        .await
+    }
+
+    /// Starts mocks with these settings and a gateway configured by the text `toml` returns for
+    /// the two mocks.
+    pub async fn start_toml(
+        primary: MockConfig,
+        backup: MockConfig,
+        toml: impl FnOnce(&MockProvider, &MockProvider) -> String,
+    ) -> Self {
         let primary = MockProvider::start(primary)
             .await
             .expect("start primary mock");
         let backup = MockProvider::start(backup)
             .await
             .expect("start backup mock");
-        let toml = base_toml(&primary, &backup, extra);
+        let toml = toml(&primary, &backup);
         let config = GatewayConfig::from_toml_str(&toml).expect("valid test configuration");
+        Self::start_config(primary, backup, config).await
+    }
+
+    /// Starts a gateway with `base_toml` changed by `edit` after validation, which lets a test
+    /// set values that the file would reject.
+    pub async fn start_edited(edit: impl FnOnce(&mut GatewayConfig)) -> Self {
+        let primary = MockProvider::start(MockConfig::named("primary"))
+            .await
+            .expect("start primary mock");
+        let backup = MockProvider::start(MockConfig::named("backup"))
+            .await
+            .expect("start backup mock");
+        let toml = base_toml(&primary, &backup, "");
+        let mut config = GatewayConfig::from_toml_str(&toml).expect("valid test configuration");
+        edit(&mut config);
+        Self::start_config(primary, backup, config).await
+    }
+
+    async fn start_config(
+        primary: MockProvider,
+        backup: MockProvider,
+        config: GatewayConfig,
+    ) -> Self {
         let env: HashMap<&str, &str> =
             HashMap::from([("ADMIN_TOKEN", ADMIN_TOKEN), ("PRIMARY_KEY", PRIMARY_KEY)]);
         let gateway = Gateway::new(
@@ -170,9 +206,32 @@ impl TestGateway {
             .expect("stats are JSON")
     }
 
+    /// Returns the OpenMetrics text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics respond")
+            .text()
+            .await
+            .expect("metrics are text")
+    }
+
     /// Waits, up to two seconds, until `check` holds for the statistics; returns the last ones.
     pub async fn wait_for_stats(&self, check: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..200 {
+        self.wait_for_stats_within(Duration::from_secs(2), check)
+            .await
+    }
+
+    /// Waits, up to `limit`, until `check` holds for the statistics; returns the last ones.
+    pub async fn wait_for_stats_within(
+        &self,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
             let stats = self.stats().await;
             if check(&stats) {
                 return stats;
