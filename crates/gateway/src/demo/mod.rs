@@ -8,7 +8,8 @@ mod load;
 mod report;
 mod scenario;
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use prometheus_client::registry::Registry;
@@ -26,18 +27,21 @@ pub const MAX_REQUESTS: usize = 100_000;
 pub const MAX_CONCURRENCY: usize = 256;
 
 /// Options of the `demo` command.
+// The ranges in the help text repeat MAX_REQUESTS and MAX_CONCURRENCY; a test keeps them equal.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
-    /// Requests to send in each of the two runs.
+    /// Requests to send in each of the two runs, from 1 to 100000.
     #[arg(long, default_value_t = 800)]
     pub requests: usize,
-    /// Requests in flight at once.
+    /// Requests in flight at once, from 1 to 256. The demo's gateway admits at least as many
+    /// at once on each provider.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
     /// The seed of the injected faults; the same seed gives the same faults.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Also write the report as JSON to this file.
+    /// Also write the report as JSON to this file. It is opened before the runs start, so a path
+    /// that cannot be written fails at once.
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
 }
@@ -87,15 +91,45 @@ pub enum DemoError {
 /// cannot be written.
 pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     validate(&options)?;
+    let report_file = options.json.as_deref().map(ReportFile::open).transpose()?;
+    let report = match run_both(&options).await {
+        Ok(report) => report,
+        Err(error) => {
+            if let Some(file) = report_file {
+                file.discard();
+            }
+            return Err(error);
+        }
+    };
+    write_stdout(format_args!("{}", report.to_table()));
+    if let Some(file) = report_file {
+        file.write(&report)?;
+    }
+    Ok(())
+}
+
+/// Prints the header, runs the load directly and through the gateway, and returns the report.
+async fn run_both(options: &DemoOptions) -> Result<DemoReport, DemoError> {
+    // More workers than requests would stay idle, so the header shows how many requests run at once.
+    let concurrency = options.concurrency.min(options.requests);
+    let options = &DemoOptions {
+        concurrency,
+        ..options.clone()
+    };
     let primary = scenario::primary(options.seed);
     let outage = scenario::OUTAGE;
-    println!(
-        "resilience-gateway demo: {} requests, {} in flight, seed {}",
+    let noun = if options.requests == 1 {
+        "request"
+    } else {
+        "requests"
+    };
+    write_stdout(format_args!(
+        "resilience-gateway demo: {} {noun}, {} in flight, seed {}\n",
         options.requests, options.concurrency, options.seed
-    );
-    println!(
+    ));
+    write_stdout(format_args!(
         "primary provider: {:.0}% 503, {:.0}% 429 with Retry-After {} ms, {:.0}% connection resets, \
-         {:.0}% slow (+{} ms), down from {:.1} s to {:.1} s",
+         {:.0}% slow (+{} ms), down from {:.1} s to {:.1} s\n",
         primary.server_error_share * 100.0,
         primary.rate_limit_share * 100.0,
         primary.rate_limit_retry_after.map_or(0, |delay| delay.as_millis()),
@@ -104,8 +138,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         primary.slow_latency.as_millis(),
         outage.start.as_secs_f64(),
         outage.end.as_secs_f64(),
-    );
-    println!("alternate provider: healthy\n");
+    ));
+    write_stdout(format_args!("alternate provider: healthy\n\n"));
 
     let progress = ProgressBar::new((options.requests * 2) as u64);
     progress.set_style(
@@ -115,28 +149,76 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     );
 
     progress.set_prefix("direct");
-    let direct = run_direct(&options, &progress).await?;
+    let direct = run_direct(options, &progress).await?;
     progress.set_prefix("gateway");
-    let gateway = run_gateway(&options, &progress).await?;
+    let gateway = run_gateway(options, &progress).await?;
     progress.finish_and_clear();
 
-    let report = DemoReport {
+    Ok(DemoReport {
         requests: options.requests,
         concurrency: options.concurrency,
         seed: options.seed,
         direct,
         gateway,
-    };
-    print!("{}", report.to_table());
-    if let Some(path) = &options.json {
-        let json = serde_json::to_string_pretty(&report).unwrap_or_default();
-        std::fs::write(path, json + "\n").map_err(|source| DemoError::WriteJson {
-            path: path.display().to_string(),
+    })
+}
+
+/// The file of the JSON report, opened before the runs.
+struct ReportFile {
+    path: PathBuf,
+    file: std::fs::File,
+    /// Whether opening it created it, so that a failed run removes it again.
+    created: bool,
+}
+
+impl ReportFile {
+    fn open(path: &Path) -> Result<Self, DemoError> {
+        let created = !path.exists();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| DemoError::WriteJson {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(ReportFile {
+            path: path.to_owned(),
+            file,
+            created,
+        })
+    }
+
+    fn write(mut self, report: &DemoReport) -> Result<(), DemoError> {
+        let json = serde_json::to_string_pretty(report).unwrap_or_default() + "\n";
+        let written = self
+            .file
+            .set_len(0)
+            .and_then(|()| self.file.write_all(json.as_bytes()));
+        written.map_err(|source| DemoError::WriteJson {
+            path: self.path.display().to_string(),
             source,
         })?;
-        println!("\nreport written to {}", path.display());
+        write_stdout(format_args!(
+            "\nreport written to {}\n",
+            self.path.display()
+        ));
+        Ok(())
     }
-    Ok(())
+
+    fn discard(self) {
+        if self.created {
+            // The run failed already; a file left behind is the lesser problem.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes to standard output. Unlike `print!`, it does not panic when the reader has gone away,
+/// as in `demo | head`.
+fn write_stdout(text: std::fmt::Arguments<'_>) {
+    let _ = std::io::stdout().lock().write_fmt(text);
 }
 
 fn validate(options: &DemoOptions) -> Result<(), DemoError> {
@@ -186,7 +268,8 @@ async fn run_gateway(
 ) -> Result<RunReport, DemoError> {
     let primary = start_mock(scenario::primary(options.seed)).await?;
     let secondary = start_mock(scenario::secondary(options.seed)).await?;
-    let config = GatewayConfig::from_toml_str(&scenario::gateway_toml(&primary, &secondary))?;
+    let toml = scenario::gateway_toml(&primary, &secondary, options.concurrency);
+    let config = GatewayConfig::from_toml_str(&toml)?;
     let gateway = Gateway::new(config, |_| None, Registry::default())?;
 
     let listener = TcpListener::bind(("127.0.0.1", 0))

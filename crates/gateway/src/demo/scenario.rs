@@ -37,8 +37,19 @@ pub(super) fn secondary(seed: u64) -> MockConfig {
     }
 }
 
-/// Returns the gateway configuration for the two providers.
-pub(super) fn gateway_toml(primary: &MockProvider, secondary: &MockProvider) -> String {
+/// The smallest bulkhead of each provider in the demo's gateway.
+const MIN_BULKHEAD: usize = 32;
+
+/// Returns the gateway configuration for the two providers, with a bulkhead that admits
+/// `concurrency` requests at once on each provider, so that the report shows the faults of the
+/// providers and not a bulkhead smaller than the load.
+pub(super) fn gateway_toml(
+    primary: &MockProvider,
+    secondary: &MockProvider,
+    concurrency: usize,
+) -> String {
+    let max_concurrent = concurrency.max(MIN_BULKHEAD);
+    let max_queue = 2 * max_concurrent;
     format!(
         r#"
 [server]
@@ -73,8 +84,8 @@ timeout = "300ms"
 half_open_max_requests = 2
 
 [resilience.defaults.bulkhead]
-max_concurrent = 32
-max_queue = 64
+max_concurrent = {max_concurrent}
+max_queue = {max_queue}
 queue_timeout = "1s"
 
 [resilience.defaults.retry]
