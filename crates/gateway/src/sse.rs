@@ -3,9 +3,9 @@
 use bytes::Bytes;
 use serde_json::Value;
 
-/// The maximum length of a line from an upstream stream. A longer one ends the stream as broken
-/// instead of growing the buffer without bound.
-pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// The maximum size of a line, and of an event's `data:` lines together, from an upstream stream.
+/// A larger one ends the stream as broken instead of growing the buffer without bound.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
 /// One event: its `event:` name, if any, and its `data:` lines joined with newlines.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,10 +104,10 @@ pub enum EventKind {
     Unparsed,
 }
 
-/// A line too long to be part of a valid stream.
+/// A line or an event too large to be part of a valid stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("an upstream event line exceeded {MAX_LINE_BYTES} bytes")]
-pub struct LineTooLong;
+#[error("an upstream event or line exceeded {MAX_EVENT_BYTES} bytes")]
+pub struct EventTooLarge;
 
 /// An incremental parser: feed it the bytes as they arrive, take the complete events.
 #[derive(Debug, Default)]
@@ -139,7 +139,7 @@ impl SseParser {
     /// assert_eq!(events.len(), 2);
     /// assert_eq!(events[0].data, "{\"a\":1}");
     /// ```
-    pub fn push(&mut self, chunk: &[u8], events: &mut Vec<SseEvent>) -> Result<(), LineTooLong> {
+    pub fn push(&mut self, chunk: &[u8], events: &mut Vec<SseEvent>) -> Result<(), EventTooLarge> {
         for &byte in chunk {
             if self.skip_line_feed {
                 self.skip_line_feed = false;
@@ -151,13 +151,13 @@ impl SseParser {
                 b'\n' | b'\r' => {
                     self.skip_line_feed = byte == b'\r';
                     let line = std::mem::take(&mut self.line);
-                    if let Some(event) = self.end_line(&line) {
+                    if let Some(event) = self.end_line(&line)? {
                         events.push(event);
                     }
                 }
                 _ => {
-                    if self.line.len() >= MAX_LINE_BYTES {
-                        return Err(LineTooLong);
+                    if self.line.len() >= MAX_EVENT_BYTES {
+                        return Err(EventTooLarge);
                     }
                     self.line.push(byte);
                 }
@@ -166,16 +166,18 @@ impl SseParser {
         Ok(())
     }
 
-    fn end_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+    fn end_line(&mut self, line: &[u8]) -> Result<Option<SseEvent>, EventTooLarge> {
         if line.is_empty() {
-            let data = self.data.take()?;
-            return Some(SseEvent {
+            let Some(data) = self.data.take() else {
+                return Ok(None);
+            };
+            return Ok(Some(SseEvent {
                 event: self.event.take(),
                 data,
-            });
+            }));
         }
         if line.first() == Some(&b':') {
-            return None;
+            return Ok(None);
         }
         let line = String::from_utf8_lossy(line);
         let (field, value) = match line.split_once(':') {
@@ -185,6 +187,9 @@ impl SseParser {
         match field {
             "data" => match &mut self.data {
                 Some(data) => {
+                    if data.len() + 1 + value.len() > MAX_EVENT_BYTES {
+                        return Err(EventTooLarge);
+                    }
                     data.push('\n');
                     data.push_str(value);
                 }
@@ -193,7 +198,7 @@ impl SseParser {
             "event" => self.event = Some(value.to_owned()),
             _ => {}
         }
-        None
+        Ok(None)
     }
 }
 
@@ -246,8 +251,24 @@ mod tests {
     fn parser_rejects_endless_line() {
         let mut parser = SseParser::new();
         let mut events = Vec::new();
-        let chunk = vec![b'a'; MAX_LINE_BYTES + 1];
-        assert_eq!(parser.push(&chunk, &mut events), Err(LineTooLong));
+        let chunk = vec![b'a'; MAX_EVENT_BYTES + 1];
+        assert_eq!(parser.push(&chunk, &mut events), Err(EventTooLarge));
+    }
+
+    #[test]
+    fn parser_rejects_endless_event() {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        let line = format!("data: {}\n", "a".repeat(60_000));
+        let mut result = Ok(());
+        for _ in 0..(MAX_EVENT_BYTES / 60_000 + 2) {
+            result = parser.push(line.as_bytes(), &mut events);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert_eq!(result, Err(EventTooLarge));
+        assert!(events.is_empty());
     }
 
     #[test]

@@ -182,6 +182,9 @@ impl Pump {
             read = timeout_at(read_deadline, self.committed.body.next()) => read,
         };
         let chunk = match read {
+            // A finish reason already arrived, so the answer is complete; a provider that stalls
+            // before closing (waiting to send usage, say) does not make it a failure.
+            Err(_) if self.finished => return Err(Ending::Clean),
             Err(_) if read_deadline >= deadline => {
                 return Err(Ending::Upstream(StreamEnd::TimedOut))
             }

@@ -492,3 +492,25 @@ async fn unread_stream_ends_at_deadline() {
     assert_eq!(last["error"]["code"], "stream_timeout", "{last}");
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_after_finish_ends_cleanly() {
+    let gateway = TestGateway::start("").await;
+    gateway.primary.push_faults([stream_fault(StreamConfig {
+        stall_after_finish: true,
+        ..StreamConfig::default()
+    })]);
+
+    let (status, text) = stream_text(&gateway).await;
+    assert_eq!(status, 200);
+    let lines = data_lines(&text);
+    assert_eq!(lines.last().map(String::as_str), Some("[DONE]"), "{text}");
+
+    let stats = gateway
+        .wait_for_stats(|stats| stats["providers"]["primary"]["bulkhead"]["active"] == 0)
+        .await;
+    let breaker = &stats["providers"]["primary"]["circuit_breaker"];
+    assert_eq!(breaker["failures"], 0, "a complete answer is not a failure");
+    assert_eq!(breaker["successes"], 1);
+    gateway.stop().await;
+}

@@ -131,6 +131,8 @@ pub struct StreamConfig {
     pub stall_after: Option<usize>,
     /// Leaves out the `finish_reason` chunk and `[DONE]`, so the stream just ends.
     pub omit_finish_reason: bool,
+    /// Stops sending, without closing, after the `finish_reason` chunk instead of sending `[DONE]`.
+    pub stall_after_finish: bool,
     /// Sends an in-band error event (an `overloaded_error`) in place of any content, then ends.
     pub error_event: bool,
     /// Sends `event: error` with plain-text data after this many content chunks, then ends.
@@ -144,6 +146,7 @@ impl Default for StreamConfig {
             chunk_delay: Duration::ZERO,
             break_after: None,
             stall_after: None,
+            stall_after_finish: false,
             omit_finish_reason: false,
             error_event: false,
             plain_error_after: None,

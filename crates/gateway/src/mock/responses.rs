@@ -224,6 +224,10 @@ fn stream_steps(plan: &StreamPlan, config: &StreamConfig) -> Vec<Step> {
         return steps;
     }
     steps.push(Step::Event(chunk(json!({}), json!("stop"))));
+    if config.stall_after_finish {
+        steps.push(Step::Delay(plan.stall_limit));
+        return steps;
+    }
     steps.push(Step::Done);
     steps
 }
