@@ -289,14 +289,7 @@ fn served_response(gateway: &Gateway, served: Served<Reply>, request: &ChatReque
                     state.metrics.clone(),
                     state.stream_error_log.clone(),
                 ));
-                let mut response = Response::new(body);
-                let headers = response.headers_mut();
-                headers.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/event-stream"),
-                );
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-                response
+                event_stream_response(body)
             }
             None => ApiError {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -384,7 +377,12 @@ fn degraded_response(model: &str, message: &str, stream: bool) -> Response {
         ),
         chunk(json!({}), json!("stop")),
     );
-    let mut response = Response::new(Body::from(text));
+    event_stream_response(Body::from(text))
+}
+
+/// Returns a server-sent events response with `body`, which no cache may store.
+fn event_stream_response(body: Body) -> Response {
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
