@@ -74,6 +74,29 @@ impl SseEvent {
     }
 }
 
+impl SseEvent {
+    /// Returns the index of every choice in the chunk, and whether that choice carries a
+    /// `finish_reason`. A choice without an `index` is choice 0.
+    pub fn choice_finishes(&self) -> Vec<(u64, bool)> {
+        let Ok(value) = serde_json::from_str::<Value>(&self.data) else {
+            return Vec::new();
+        };
+        let Some(choices) = value.get("choices").and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        choices
+            .iter()
+            .map(|choice| {
+                let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+                let finished = choice
+                    .get("finish_reason")
+                    .is_some_and(|reason| !reason.is_null());
+                (index, finished)
+            })
+            .collect()
+    }
+}
+
 fn carries_content(value: &Value) -> bool {
     match value {
         Value::Null => false,

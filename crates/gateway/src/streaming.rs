@@ -9,6 +9,7 @@
 //! only when the body is polled never runs for a client that stops reading. The task's own timers
 //! free the bulkhead slot whatever the client does.
 
+use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -52,7 +53,7 @@ pub fn forward(
     let (last, last_rx) = oneshot::channel();
     let pump = Pump {
         committed,
-        finished: false,
+        choices: Choices::default(),
         events,
     };
     tokio::spawn(pump.run(last, metrics, error_log));
@@ -95,9 +96,32 @@ enum Ending {
 
 struct Pump {
     committed: CommittedStream,
-    /// Whether a chunk with a `finish_reason` was sent.
-    finished: bool,
+    choices: Choices,
     events: mpsc::Sender<Bytes>,
+}
+
+/// The choices seen in a stream and those that sent a `finish_reason`. With `n` > 1 the answer is
+/// complete only when every choice has finished.
+#[derive(Debug, Default)]
+struct Choices {
+    started: BTreeSet<u64>,
+    finished: BTreeSet<u64>,
+}
+
+impl Choices {
+    fn record(&mut self, event: &SseEvent) {
+        for (index, finished) in event.choice_finishes() {
+            self.started.insert(index);
+            if finished {
+                self.finished.insert(index);
+            }
+        }
+    }
+
+    /// Returns true once a choice has finished and no choice is still open.
+    fn complete(&self) -> bool {
+        !self.finished.is_empty() && self.started.is_subset(&self.finished)
+    }
 }
 
 impl Pump {
@@ -136,17 +160,17 @@ impl Pump {
 
     async fn forward_event(&mut self, event: SseEvent) -> Result<(), Ending> {
         match event.kind() {
-            EventKind::Done if self.finished => Err(Ending::Clean),
+            EventKind::Done if self.choices.complete() => Err(Ending::Clean),
             EventKind::Done => Err(Ending::Upstream(StreamEnd::Truncated)),
             EventKind::Error => {
                 let class = stream_error_class(&event.data);
                 Err(Ending::Upstream(StreamEnd::UpstreamError(class)))
             }
-            EventKind::Content { finished, .. } => {
-                self.finished |= finished;
+            EventKind::Content { .. } | EventKind::Empty => {
+                self.choices.record(&event);
                 self.send(event.to_bytes()).await
             }
-            EventKind::Empty | EventKind::Unparsed => self.send(event.to_bytes()).await,
+            EventKind::Unparsed => self.send(event.to_bytes()).await,
         }
     }
 
@@ -184,12 +208,12 @@ impl Pump {
         let chunk = match read {
             // A finish reason already arrived, so the answer is complete; a provider that stalls
             // before closing (waiting to send usage, say) does not make it a failure.
-            Err(_) if self.finished => return Err(Ending::Clean),
+            Err(_) if self.choices.complete() => return Err(Ending::Clean),
             Err(_) if read_deadline >= deadline => {
                 return Err(Ending::Upstream(StreamEnd::TimedOut))
             }
             Err(_) => return Err(Ending::Upstream(StreamEnd::Stalled)),
-            Ok(None) if self.finished => return Err(Ending::Clean),
+            Ok(None) if self.choices.complete() => return Err(Ending::Clean),
             Ok(None) => return Err(Ending::Upstream(StreamEnd::Truncated)),
             Ok(Some(Err(_))) => return Err(Ending::Upstream(StreamEnd::Broken)),
             Ok(Some(Ok(chunk))) => chunk,
@@ -309,4 +333,53 @@ fn typed_error_event(kind: &str, code: &str, message: &str) -> Bytes {
         "error": {"message": message, "type": kind, "param": null, "code": code}
     });
     Bytes::from(format!("data: {event}\n\n"))
+}
+
+#[cfg(test)]
+mod choice_tests {
+    use super::*;
+
+    fn event(data: &str) -> SseEvent {
+        SseEvent {
+            event: None,
+            data: data.to_owned(),
+        }
+    }
+
+    #[test]
+    fn one_choice_completes_on_finish() {
+        let mut choices = Choices::default();
+        choices.record(&event(
+            r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#,
+        ));
+        assert!(!choices.complete());
+        choices.record(&event(
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+        ));
+        assert!(choices.complete());
+    }
+
+    #[test]
+    fn open_choice_keeps_stream_incomplete() {
+        let mut choices = Choices::default();
+        choices.record(&event(
+            r#"{"choices":[{"index":0,"delta":{},"finish_reason":"stop"},{"index":1,"delta":{"content":"still"}}]}"#,
+        ));
+        assert!(!choices.complete(), "choice 1 has not finished");
+        choices.record(&event(
+            r#"{"choices":[{"index":1,"delta":{},"finish_reason":"length"}]}"#,
+        ));
+        assert!(choices.complete());
+    }
+
+    #[test]
+    fn choice_without_index_is_zero() {
+        let mut choices = Choices::default();
+        choices.record(&event(
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"}]}"#,
+        ));
+        assert!(choices.complete());
+        choices.record(&event("not json"));
+        assert!(choices.complete());
+    }
 }
