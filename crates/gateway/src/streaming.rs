@@ -100,7 +100,7 @@ struct Pump {
     events: mpsc::Sender<Bytes>,
 }
 
-/// The choices seen in a stream and those that sent a `finish_reason`. With `n` > 1 the answer is
+/// The choices seen in a stream and those that sent a `finish_reason`. With `n` > 1 the response is
 /// complete only when every choice has finished.
 #[derive(Debug, Default)]
 struct Choices {
@@ -206,7 +206,7 @@ impl Pump {
             read = timeout_at(read_deadline, self.committed.body.next()) => read,
         };
         let chunk = match read {
-            // A finish reason already arrived, so the answer is complete; a provider that stalls
+            // A finish reason already arrived, so the response is complete. A provider that stalls
             // before closing (waiting to send usage, say) does not make it a failure.
             Err(_) if self.choices.complete() => return Err(Ending::Clean),
             Err(_) if read_deadline >= deadline => {

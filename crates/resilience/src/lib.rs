@@ -6,7 +6,7 @@
 //! - [`circuit_breaker`]: [`CircuitBreaker`], closed, open and half-open, with a two-step permit.
 //! - [`bulkhead`]: [`Bulkhead`], a concurrency limit with a bounded first-in, first-out queue.
 //! - [`retry`]: [`Retry`], exponential backoff with jitter that honours a server's retry-after hint.
-//! - [`fallback`]: the fallback strategies, and [`Served`], which says where a response came from.
+//! - [`fallback`]: the fallback strategies, and [`Served`], which records where a response came from.
 //! - [`manager`]: [`Manager`], one protected stack per provider; the API a gateway calls.
 //! - [`metrics`]: the Manager's Prometheus metrics, registered into the application's registry.
 //! - [`error`]: [`Error`] for protected calls and [`ConfigError`] for configuration.

@@ -3,7 +3,7 @@
 //! An attempt ends in exactly one [`Outcome`]: a success, a [`Failure`] or a neutral result. The
 //! circuit breaker counts failures, the retry loop retries the retryable ones and the fallback chain
 //! runs on failures only, so a caller's bad request or a cancellation never trips a breaker, is never
-//! retried and is never hidden behind a cached answer.
+//! retried and is never hidden behind a cached response.
 
 use std::fmt;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub enum Outcome {
     Success,
     /// The call failed for a reason that may be the provider's.
     Failure(Failure),
-    /// The result tells nothing about the provider's health: the caller cancelled, or the request was
+    /// The result carries no information about the provider's health: the caller cancelled, or the request was
     /// the caller's own fault. A neutral outcome never trips a breaker and is never retried.
     Neutral(NeutralReason),
 }

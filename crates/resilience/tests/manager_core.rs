@@ -277,7 +277,9 @@ async fn disabled_patterns_report_no_issue() {
         );
     }
     let stats = &manager.stats().providers["llm"];
-    assert!(stats.circuit_breaker.is_none() && stats.bulkhead.is_none() && stats.retry.is_none());
+    assert!(stats.circuit_breaker.is_none());
+    assert!(stats.bulkhead.is_none());
+    assert!(stats.retry.is_none());
     let report = manager.health_check();
     assert!(report.healthy);
     assert!(report.providers["llm"].issues.is_empty());

@@ -248,17 +248,22 @@ async fn start_mock(config: crate::mock::MockConfig) -> Result<MockProvider, Dem
         })
 }
 
-async fn run_direct(options: &DemoOptions, progress: &ProgressBar) -> Result<RunReport, DemoError> {
-    let primary = start_mock(scenario::primary(options.seed)).await?;
-    let url = format!("{}/chat/completions", primary.base_url());
-    let samples = load::drive(
-        &url,
+/// Sends the demo's load to `url` with the chosen request count and concurrency.
+async fn drive_load(url: &str, options: &DemoOptions, progress: &ProgressBar) -> Vec<load::Sample> {
+    load::drive(
+        url,
         scenario::MODEL,
         options.requests,
         options.concurrency,
         progress,
     )
-    .await;
+    .await
+}
+
+async fn run_direct(options: &DemoOptions, progress: &ProgressBar) -> Result<RunReport, DemoError> {
+    let primary = start_mock(scenario::primary(options.seed)).await?;
+    let url = format!("{}/chat/completions", primary.base_url());
+    let samples = drive_load(&url, options, progress).await;
     Ok(RunReport::new(&samples, primary.requests(), None))
 }
 
@@ -288,14 +293,7 @@ async fn run_gateway(
     }));
 
     let url = format!("http://{address}/v1/chat/completions");
-    let samples = load::drive(
-        &url,
-        scenario::MODEL,
-        options.requests,
-        options.concurrency,
-        progress,
-    )
-    .await;
+    let samples = drive_load(&url, options, progress).await;
     let stats = gateway.manager().stats();
     let upstream_requests = primary.requests() + secondary.requests();
 

@@ -53,7 +53,7 @@ struct Inner {
     log_limit: LogLimit,
 }
 
-/// Why a bulkhead did not give a slot.
+/// The reason a bulkhead gave no slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum BulkheadRejection {
     /// Every slot and every queue place was taken.

@@ -69,7 +69,7 @@ impl Strategy {
 #[serde(deny_unknown_fields, default)]
 pub struct FallbackConfig {
     /// The order in which strategies are tried (default: cache, provider, stale, error, so that a
-    /// fresh answer from an alternate provider wins over a stale cached one).
+    /// fresh response from an alternate provider wins over a stale cached one).
     /// `degraded` needs a degraded response set on the manager's builder.
     pub strategies: Vec<Strategy>,
     /// Whether successful responses are cached and served fresh (default true).

@@ -3,7 +3,7 @@
 //! The strategies run in the configured order after the primary call's final failure: the fresh
 //! cache, the stale cache, alternate providers, a degraded response, and a structured error. A neutral
 //! outcome (the caller's own bad request, a cancellation) skips the chain and comes back as it is,
-//! never hidden behind a cached or degraded answer.
+//! never hidden behind a cached or degraded response.
 
 mod cache;
 mod config;

@@ -9,8 +9,8 @@ use crate::outcome::{NeutralReason, Outcome};
 
 /// The context an operation receives for each attempt.
 ///
-/// The operation is called once per attempt, so a retried request sees `number` 1, 2, ... and an
-/// alternate provider sees its own name in `provider`.
+/// The operation is called once per attempt, so a retried request gets `number` 1, 2, ... and an
+/// alternate provider gets its own name in `provider`.
 pub struct Attempt<'a> {
     provider: &'a str,
     number: u32,

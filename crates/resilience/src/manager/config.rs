@@ -48,8 +48,8 @@ pub const DEFAULT_MAX_PROVIDERS: usize = 64;
 /// Settings of a [`Manager`](super::Manager): the default stack, per-provider overrides, and switches
 /// for each pattern.
 ///
-/// In TOML, `[defaults.<section>]` sets the default of every provider and
-/// `[providers.<name>.<section>]` overrides single fields for one provider; the fields it does not
+/// In TOML, `[defaults.<section>]` sets the default of every provider, and
+/// `[providers.<name>.<section>]` overrides single fields for one provider. The fields it does not
 /// name keep the `[defaults]` values. Unknown keys are rejected.
 ///
 /// # Examples

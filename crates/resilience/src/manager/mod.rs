@@ -2,7 +2,7 @@
 //!
 //! Per request, the retry loop wraps the circuit breaker, which wraps the bulkhead, which wraps the
 //! call; the fallback chain runs on the final failure. So every attempt is admitted and counted by
-//! the breaker and takes a bulkhead slot, a backoff sleep holds no slot, and a rejection by the
+//! the breaker and takes a bulkhead slot, a backoff sleep takes no slot, and a rejection by the
 //! provider's own breaker or bulkhead is never retried on the same provider.
 
 mod attempt;
@@ -42,7 +42,7 @@ struct ProviderEntry<T> {
     cache: Option<ResponseCache<T>>,
 }
 
-/// The longest provider name, in bytes, that a call may create a provider for. Names become metric
+/// The maximum length, in bytes, of a provider name that a call may create a provider for. Names become metric
 /// labels and log fields, so they stay short.
 pub const MAX_PROVIDER_NAME_LEN: usize = 128;
 
@@ -417,11 +417,10 @@ where
         }
 
         let fallback = &stack.config().fallback;
-        let cached = match (cache_key, &entry.cache) {
+        let mut cached = match (cache_key, &entry.cache) {
             (Some(key), Some(cache)) => cache.get(key),
             _ => None,
         };
-        let mut cached = cached;
         for strategy in &fallback.strategies {
             let source = match strategy {
                 Strategy::Cache => match &cached {
@@ -523,21 +522,16 @@ where
 
     fn log_fallback(&self, stack: &ProviderStack, strategy: Strategy) {
         if let Some(suppressed) = stack.log_limit.allow() {
-            if strategy == Strategy::Error {
-                tracing::info!(
-                    provider = stack.name(),
-                    strategy = strategy.as_str(),
-                    suppressed,
-                    "fallback ended with the structured error"
-                );
-            } else {
-                tracing::info!(
-                    provider = stack.name(),
-                    strategy = strategy.as_str(),
-                    suppressed,
-                    "fallback served the request"
-                );
-            }
+            let message = match strategy {
+                Strategy::Error => "fallback ended with the structured error",
+                _ => "fallback served the request",
+            };
+            tracing::info!(
+                provider = stack.name(),
+                strategy = strategy.as_str(),
+                suppressed,
+                "{message}"
+            );
         }
     }
 
@@ -738,28 +732,38 @@ fn rejected_call<E>(provider: &str, kind: CallErrorKind) -> CallError<E> {
     )
 }
 
+/// Returns what ended a provider's attempts. A classifier may call an `Err` a success; such a
+/// failure is reported as [`FailureClass::Other`](crate::FailureClass::Other).
+fn failure_kind<E>(failure: &StackFailure<E>) -> CallErrorKind {
+    match (&failure.error, failure.outcome) {
+        (AttemptError::Rejected(rejection), _) => rejection.kind(),
+        (_, Outcome::Neutral(reason)) => CallErrorKind::Neutral(reason),
+        (_, Outcome::Failure(f)) => CallErrorKind::Failed(f.class),
+        (_, Outcome::Success) => CallErrorKind::Failed(crate::FailureClass::Other),
+    }
+}
+
+/// Returns the report of a failed call while the request goes on, for the degraded response.
 fn failure_report<E>(
     provider: &Arc<str>,
     failure: &StackFailure<E>,
     trail: &Trail,
 ) -> FailureReport {
-    let kind = match (&failure.error, failure.outcome) {
-        (AttemptError::Rejected(rejection), _) => rejection.kind(),
-        (_, Outcome::Neutral(reason)) => CallErrorKind::Neutral(reason),
-        (_, Outcome::Failure(f)) => CallErrorKind::Failed(f.class),
-        (_, Outcome::Success) => CallErrorKind::Failed(crate::FailureClass::Other),
-    };
     FailureReport {
         provider: provider.clone(),
-        kind,
+        kind: failure_kind(failure),
         attempts: trail.failed.clone(),
         retry_after: trail.smallest_retry_after(),
     }
 }
 
 fn call_error<E>(provider: &Arc<str>, failure: StackFailure<E>, trail: Trail) -> CallError<E> {
-    let mut report = failure_report(provider, &failure, &trail);
-    report.attempts = trail.failed;
+    let report = FailureReport {
+        provider: provider.clone(),
+        kind: failure_kind(&failure),
+        retry_after: trail.smallest_retry_after(),
+        attempts: trail.failed,
+    };
     let source = match failure.error {
         AttemptError::Operation(error) => Some(error),
         AttemptError::Rejected(_) | AttemptError::Discarded => None,

@@ -252,7 +252,7 @@ impl Retry {
     }
 }
 
-/// What a retry loop does after an attempt.
+/// The next step of a retry loop after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     /// The loop ends with this attempt's result.
